@@ -1,0 +1,64 @@
+# taf: two commands do everything on a fresh machine (Python 3.11):
+#   make reproduce   -- set up .venv, then run the reproduction (papermill experiment notebooks)
+#   make test        -- set up .venv, then the whole test suite (sync/clean checks, nbdev_test, pytest)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+RUNS := figures/runs
+
+.PHONY: venv reproduce test check nbtest pytest export clean-nbs help
+
+help:
+	@echo "make reproduce [PROFILE=smoke|quick|paper]  # run the experiment notebooks, write figures/"
+	@echo "make test                                   # whole test suite"
+
+$(BIN)/activate:
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (set PY=python3.x)"; exit 1; }
+	$(PY) -m venv $(VENV)
+
+# re-install whenever requirements.txt or setup.py change
+$(VENV)/.installed: requirements.txt setup.py settings.ini | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+# ---- reproduction ----------------------------------------------------------------------------
+EXPERIMENTS := benchmark_summary
+reproduce: venv
+	mkdir -p $(RUNS)
+	@for nb in $(EXPERIMENTS); do \
+	  echo "== papermill nbs/experiments/$$nb.ipynb (profile=$(PROFILE))"; \
+	  $(BIN)/papermill -k python3 --cwd nbs/experiments nbs/experiments/$$nb.ipynb $(RUNS)/$$nb.ipynb -p profile $(PROFILE) --log-output --no-progress-bar 2>&1 | grep -v -E '^(Input Notebook|Output Notebook|Executing)' || exit 1; \
+	done
+	@echo "== results in figures/ ; executed notebooks in $(RUNS)/"
+
+# ---- tests -----------------------------------------------------------------------------------
+test: venv check nbtest pytest
+	@echo "== all tests passed"
+
+# library in sync with notebooks, notebooks clean (no outputs, kernelspec, parameters tags)
+check: venv
+	$(BIN)/python .ci/check_repo.py
+
+nbtest: venv
+	@set +e; out=$$($(BIN)/nbdev_test --n_workers 2 --timing --skip_folder_re '^(experiments|[_.].*)$$' 2>&1); rc=$$?; set -e; \
+	 echo "$$out"; \
+	 if echo "$$out" | grep -q "No files were eligible"; then echo "ERROR: nbdev_test found no notebooks to test"; exit 1; fi; \
+	 exit $$rc
+
+pytest: venv
+	$(BIN)/python -m pytest -q tests/ -n 2 --dist loadfile
+
+# regenerate taf/ from the notebooks, then strip outputs from the notebooks
+export: venv
+	$(BIN)/nbdev_export
+clean-nbs: venv
+	$(BIN)/jupyter nbconvert --clear-output --inplace nbs/*.ipynb nbs/experiments/*.ipynb
+	$(BIN)/nbdev_clean
