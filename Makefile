@@ -7,6 +7,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
+# tests run 2 processes in parallel on 2 cores: one torch/OpenMP thread each avoids oversubscription
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 RUNS := figures/runs
 
 .PHONY: venv reproduce test check nbtest pytest export clean-nbs help
@@ -48,13 +50,13 @@ check: venv
 	$(BIN)/python .ci/check_repo.py
 
 nbtest: venv
-	@set +e; out=$$($(BIN)/nbdev_test --n_workers 2 --timing --skip_folder_re '^(experiments|[_.].*)$$' 2>&1); rc=$$?; set -e; \
+	@set +e; out=$$($(TEST_ENV) $(BIN)/nbdev_test --n_workers 2 --timing --skip_folder_re '^(experiments|[_.].*)$$' 2>&1); rc=$$?; set -e; \
 	 echo "$$out"; \
 	 if echo "$$out" | grep -q "No files were eligible"; then echo "ERROR: nbdev_test found no notebooks to test"; exit 1; fi; \
 	 exit $$rc
 
 pytest: venv
-	$(BIN)/python -m pytest -q tests/ -n 2 --dist loadfile
+	$(TEST_ENV) $(BIN)/python -m pytest -q tests/ -n 2 --dist loadfile
 
 # regenerate taf/ from the notebooks, then strip outputs from the notebooks
 export: venv
