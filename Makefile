@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.txt setup.py settings.ini | $(BIN)/activate
 venv: $(VENV)/.installed
 
 # ---- reproduction ----------------------------------------------------------------------------
-EXPERIMENTS := benchmark_summary
+EXPERIMENTS := benchmark_summary taf_vs_control table3_corruptions
 reproduce: venv
 	mkdir -p $(RUNS)
 	@for nb in $(EXPERIMENTS); do \

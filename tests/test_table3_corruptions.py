@@ -1,0 +1,32 @@
+"""The corruption experiment (Table 3/7 layout) end to end in the `smoke` profile: taf_vs_control.ipynb trains the
+baseline, control and TAF models, then table3_corruptions.ipynb evaluates them under every corruption."""
+import json, subprocess, sys
+from pathlib import Path
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+NB = ROOT/'nbs'/'experiments'
+
+
+def papermill(nb, out, *params):
+    cmd = [str(Path(sys.executable).parent/'papermill'), '-k', 'python3', '--cwd', str(NB), str(NB/nb), str(out), *params]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_table3_smoke(tmp_path):
+    figs, runs = tmp_path/'figures', tmp_path/'runs'
+    common = ['-p', 'profile', 'smoke', '-p', 'out_dir', str(figs), '-p', 'runs_dir', str(runs)]
+    papermill('taf_vs_control.ipynb', tmp_path/'a.ipynb', *common, '-y', 'methods: [control, taf]')
+    papermill('table3_corruptions.ipynb', tmp_path/'b.ipynb', *common, '-y', 'severities: [1, 3]')
+    df = pd.read_csv(figs/'table3_corruptions.csv')
+    from taf.corruptions import CORRUPTIONS
+    for m in ('baseline', 'control', 'taf'):
+        d = df[df.method == m]
+        assert set(d.corruption) == {'clean', *CORRUPTIONS}
+        assert len(d) == 1 + 2 * len(CORRUPTIONS) and d.top1.between(0, 1).all() and (d.top5 >= d.top1).all()
+    md = (figs/'table3_corruptions.md').read_text()
+    assert 'TSM (paper, SSV1)' in md and 'Closest to the paper: severity' in md
+    meta = json.loads((figs/'table3_corruptions.meta.json').read_text())
+    assert meta['config']['severities'] == [1, 3] and meta['closest_severity'] in (1, 3)
+    assert (figs/'table3_corruptions.png').stat().st_size > 0
