@@ -1,4 +1,5 @@
-"""Minimal setup.py for the nbdev-2 project `taf`: metadata from settings.ini, pins from requirements.txt."""
+"""Minimal setup.py for the nbdev-2 project `taf`: metadata and requirements (lower bounds) from settings.ini.
+The exact pins of the reproducible environment are requirements.txt (`make venv`)."""
 from configparser import ConfigParser
 from pathlib import Path
 import setuptools
@@ -8,11 +9,7 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read(here/'settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
-def _reqs(fname):
-    "Requirement lines of `fname`, comments and blanks dropped."
-    p = here/fname
-    if not p.exists(): return []
-    return [l.split('#')[0].strip() for l in p.read_text().splitlines() if l.split('#')[0].strip()]
+def _list(key): return cfg.get(key, '').split()
 
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
 
@@ -22,7 +19,9 @@ setuptools.setup(
     url=cfg['git_url'], python_requires=f">={cfg['min_python']}",
     packages=setuptools.find_packages(include=['taf', 'taf.*']),
     include_package_data=True,
-    install_requires=[],   # the environment is installed from requirements.txt (pinned), see Makefile
+    install_requires=_list('requirements'),   # what `import taf` needs; exact pins: requirements.txt (make venv)
+    extras_require={'notebooks': _list('notebook_requirements'),
+                    'dev': _list('notebook_requirements') + _list('dev_requirements')},
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from taf.cli import main, build_parser
-from taf.train import TrainConfig
+from taf.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"preset": "small", "num_classes": 4, "size": 16, "num_frames": 6, "train_per_class": 2, "val_per_class": 1}
@@ -63,8 +63,7 @@ def test_train_finetune_eval_end_to_end(tmp_path, capsys):
     res = json.loads((tmp_path / 'taf' / 'eval_gaussian_noise.json').read_text())
     assert res['corruption'] == 'gaussian_noise' and res['severity'] == 3 and res['n'] == 4
     assert 0 <= res['top1'] <= 1 and 0 <= res['attention_top2'] <= 1
-    r = taf('eval', '--checkpoint', ck, '--corruption', 'all', '--out', tmp_path / 'table.csv')
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert main(['eval', '--checkpoint', str(ck), '--corruption', 'all', '--out', str(tmp_path / 'table.csv')]) == 0
     rows = (tmp_path / 'table.csv').read_text().splitlines()
     assert rows[0].startswith('corruption,severity,top1,top5') and rows[1].startswith('clean,0,') and len(rows) == 10
 

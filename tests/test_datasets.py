@@ -1,4 +1,4 @@
-"""File-based tests of `taf.datasets` (nbs/01_datasets.ipynb): every format read back from files written here,
+"""File-based tests of `taf.datasets` (nbs/02_datasets.ipynb): every format read back from files written here,
 frame content compared with what was written, each bad-input case, skip mode, codecs decord seeks wrongly,
 a 2-worker DataLoader, and (when `taf.synthetic` exists) the synthetic benchmark written in all three formats."""
 import json, warnings
@@ -12,7 +12,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from taf.datasets import (AnnotationError, BadSampleError, Diving48, FrameFolder, SomethingV1, SomethingV2,
-                          VideoFile, build_dataset, report_skipped, tsn_indices, write_video)
+                          VideoFile, build_dataset, report_skipped, tsn_indices)
+from taf.synthetic import write_video
 
 # Largest per-pixel error (0-255) allowed between a written and a read-back frame, per format, for the smooth
 # test content below (about twice what was measured: jpeg 4, vp9 7, h264 7, vp8 8, mpeg4 7, mpeg2 6);
@@ -75,7 +76,7 @@ def write_ssv2(root, lengths=LENGTHS, labels=(0, 1, 2), codec='libvpx-vp9'):
     entries, vids = [], {}
     for v, (n, l) in enumerate(zip(lengths, labels), 1):
         vids[v] = make_frames(n)
-        write_video(root/'20bn-something-something-v2'/f'{v}.webm', vids[v], codec, crf=4)
+        write_video(root/'20bn-something-something-v2'/f'{v}.webm', vids[v], codec=codec, options=dict(crf=4))
         tmpl = CLASSES[l].replace('something', '[something]')
         entries.append(dict(id=str(v), label=CLASSES[l], template=tmpl, placeholders=['something'] * tmpl.count('[')))
     for split in ('train', 'validation'): (root/'labels'/f'{split}.json').write_text(json.dumps(entries))
@@ -92,7 +93,7 @@ def write_diving48(root, lengths=(28, 5, 12), ranges=D48_RANGES, labels=(3, 0, 4
     entries, vids = [], {}
     for v, (n, (s, e), l) in enumerate(zip(lengths, ranges, labels), 1):
         vids[v] = make_frames(n)
-        write_video(root/'rgb'/f'vid{v}.mp4', vids[v], 'libx264', crf=10)
+        write_video(root/'rgb'/f'vid{v}.mp4', vids[v], codec='libx264', options=dict(crf=10))
         entries.append(dict(vid_name=f'vid{v}', label=l, start_frame=s, end_frame=e))
     for split in ('train', 'test'): (root/f'Diving48_V2_{split}.json').write_text(json.dumps(entries))
     return root, vids
@@ -174,7 +175,7 @@ def test_standard_transforms(roots):
 # ---- codecs decord seeks wrongly -------------------------------------------------------------------------
 def test_vp8_read_in_order(tmp_path):
     vid = make_frames(29)
-    p = write_video(tmp_path/'vp8.webm', vid, 'libvpx', g=6)   # a keyframe every 6 frames
+    p = write_video(tmp_path/'vp8.webm', vid, codec='libvpx', options=dict(g=6))   # a keyframe every 6 frames
     vf = VideoFile(p)
     assert vf.info['codec'] == 'vp8' and vf.method == 'sequential' and len(vf) == 29
     idx = [25, 3, 17, 0, 28, 8, 8, 12]
@@ -193,7 +194,7 @@ def test_vp8_read_in_order(tmp_path):
 def test_unreliable_seek_codecs(tmp_path, name, codec, fmt, opts, key):
     "MPEG-4 Part 2 (AVI, B-frames) and MPEG-2 PS: decord's random access is wrong here; the reader is not."
     vid = make_frames(29)
-    p = write_video(tmp_path/name, vid, codec, fmt=fmt, **opts)
+    p = write_video(tmp_path/name, vid, codec=codec, fmt=fmt, options=opts)
     vf = VideoFile(p)
     assert vf.method == 'sequential'
     idx = [25, 3, 17, 0, 28, 8, 8, 12]
@@ -206,7 +207,7 @@ def test_unreliable_seek_codecs(tmp_path, name, codec, fmt, opts, key):
 def test_decord_small_width_fallback(tmp_path):
     "decord fails to copy frames 48 px wide; the reader falls back to in-order decoding (and says so)."
     vid = make_frames(12, h=32, w=48)
-    vf = VideoFile(write_video(tmp_path/'w48.mp4', vid, 'libx264', crf=10))
+    vf = VideoFile(write_video(tmp_path/'w48.mp4', vid, codec='libx264', options=dict(crf=10)))
     check_frames(vf.get([11, 0, 5]), vid, [11, 0, 5], 'h264')
     assert vf.method == 'sequential'
 
@@ -229,7 +230,7 @@ def test_bad_video_files(tmp_path):
     (vdir/'4.webm').write_bytes(b'')
     with pytest.raises(BadSampleError, match='4.webm.*empty'): ds[3]
     # truncated mp4 (index at the end: unreadable)
-    p = write_video(tmp_path/'t.mp4', make_frames(20), 'libx264')
+    p = write_video(tmp_path/'t.mp4', make_frames(20), codec='libx264', options={})   # x264's own defaults
     p.write_bytes(p.read_bytes()[:len(p.read_bytes()) * 2 // 3])
     with pytest.raises(BadSampleError, match='t.mp4'): VideoFile(p)
 

@@ -10,12 +10,7 @@ from taf.dualbn import (DualBatchNorm, DualBatchNorm1d, DualBatchNorm2d, DualBat
                         convert_dual_bn, is_dual, dual_bns, adversarial_path, forward_adv, strip_dual_bn,
                         load_state_dict_dual)
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "Tiny models: one intra-op thread is ~10x faster than two on a shared, busy 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 # ---- helpers ----------------------------------------------------------------------------------------------
 def resnet18(seed=0):
@@ -386,10 +381,11 @@ def test_video_models_clean_path(arch):
     x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for train in (True, False):
         base.train(train); dual.train(train)
-        torch.manual_seed(1); y_dual = dual(x)     # same dropout masks in training mode
-        torch.manual_seed(1); y_base = base(x)
+        torch.manual_seed(1); y_dual, a_dual = dual(x, return_aux=True)     # same dropout masks in training mode
+        torch.manual_seed(1); y_base, a_base = base(x, return_aux=True)
         assert torch.equal(y_dual, y_base), f"{arch} train={train}: clean path differs from the unconverted model"
-        if train and base.aux_logits is not None: assert torch.equal(dual.aux_logits, base.aux_logits), arch
+        assert (a_base is None) == (arch != 'tpn'), arch
+        if a_base is not None: assert torch.equal(a_dual, a_base), arch
     dual.train(); m0 = stats(dual, 'main'); forward_adv(dual, x)
     assert same_state(stats(dual, 'main'), m0), arch      # the adversarial path leaves the clean stats alone
     dual.eval(); plain = strip_dual_bn(copy.deepcopy(dual))

@@ -1,21 +1,14 @@
 """Heavier checks of `taf.models` than the notebook runs: every arch x backbone x T, ImageNet-width
 ResNet-50s, per-frame CAM maps, and checkpoints written by the test itself in the official TSM,
 mmaction2 (TSM and TPN) and IBM TAM layouts (nothing is downloaded)."""
-import copy, re
+import copy, pickle, re
 import pytest
 import torch
 import torchvision
-from taf.models import (ARCHS, create_model, load_checkpoint, detect_layout, temporal_shift,
+from taf.models import (ARCHS, create_model, load_weights, detect_layout, temporal_shift,
                         temporal_aggregation, IMAGENET_MEAN, IMAGENET_STD)
 
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "One intra-op thread: the suite runs under xdist on a shared 2-core machine, where 2 threads per worker thrash."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def _clip(b, t, s, seed=0):
@@ -25,11 +18,11 @@ def _clip(b, t, s, seed=0):
 def _forward_backward(m, x):
     feats = []
     h = m.cam_layer.register_forward_hook(lambda mod, i, o: feats.append(o))
-    logits = m(x)
+    logits, aux = m(x, return_aux=True)
     h.remove()
-    loss = logits.logsumexp(1).sum() + (0 if m.aux_logits is None else m.aux_weight * m.aux_logits.square().mean())
+    loss = logits.logsumexp(1).sum() + (0 if aux is None else m.aux_weight * aux.square().mean())
     loss.backward()
-    return logits, m.frames_from_cam(feats[-1])
+    return logits, m.frames_from_cam(feats[-1]), aux
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -39,12 +32,12 @@ def test_forward_backward_narrow(arch, backbone, T):
     torch.manual_seed(0)
     m = create_model(arch, num_classes=7, num_frames=T, backbone=backbone, width=16)
     B, s = 2, (64 if arch == 'tpn' else 32)
-    logits, frames = _forward_backward(m, _clip(B, T, s))
+    logits, frames, aux = _forward_backward(m, _clip(B, T, s))
     assert logits.shape == (B, 7)
     C = 16 * 8 * (4 if backbone == 'resnet50' else 1)
     assert frames.shape == (B, T, C, s // 32, s // 32)     # one CAM map per input frame
     assert all(p.grad is not None for n, p in m.named_parameters() if not n.startswith('neck.aux_head'))
-    assert (m.aux_logits is not None) == (arch == 'tpn')
+    assert (aux is not None) == (arch == 'tpn')
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -52,7 +45,7 @@ def test_imagenet_width_resnet50(arch):
     "width=64 ResNet-50 (torchvision shapes) on a tiny clip."
     torch.manual_seed(0)
     m = create_model(arch, num_classes=174, num_frames=8, backbone='resnet50')
-    logits, frames = _forward_backward(m, _clip(2 if arch == 'tpn' else 1, 8, 32))
+    logits, frames, _ = _forward_backward(m, _clip(2 if arch == 'tpn' else 1, 8, 32))
     assert logits.shape[1] == 174 and frames.shape[1:] == (8, 2048, 1, 1)
     if arch != 'gst':   # 2D nets: the ResNet part has exactly torchvision's names and shapes
         with torch.device('meta'): tv = torchvision.models.resnet50().state_dict()
@@ -215,7 +208,7 @@ def test_foreign_checkpoint_errors_list_keys(tmp_path):
     msg = str(e.value)
     assert 'bad.pth' in msg and 'mmaction2' in msg
     assert 'neck.extra_module.weight' in msg and 'layer2.0.conv1.weight' in msg and 'fc.weight: checkpoint (400, 128)' in msg
-    info = load_checkpoint(m, tmp_path / 'bad.pth', strict=False)   # skips and reports instead
+    info = load_weights(m, tmp_path / 'bad.pth', strict=False)   # skips and reports instead
     assert 'fc.weight' in info['skipped'] and 'layer2.0.conv1.weight' in info['skipped']
 
 
@@ -239,7 +232,7 @@ def test_imagenet_resnet50_into_gst_and_tam(tmp_path):
     torch.testing.assert_close(gst.layer4[0].downsample[1].running_var, tv.layer4[0].downsample[1].running_var)
     tam = create_model('tam', 174, 8, pretrained=p)
     torch.testing.assert_close(tam.layer4[2].conv3.weight, tv.layer4[2].conv3.weight)
-    info = load_checkpoint(create_model('tpn', 174, 8), p)
+    info = load_weights(create_model('tpn', 174, 8), p)
     assert info['layout'] == 'torchvision' and all(k.startswith('neck.') for k in info['kept_init'])
     with pytest.raises(ValueError, match='shape mismatches'):
         create_model('tsm', 174, 8, backbone='resnet18', pretrained=p)   # resnet50 weights into resnet18
@@ -248,7 +241,7 @@ def test_imagenet_resnet50_into_gst_and_tam(tmp_path):
 def test_dual_bn_checkpoint_gets_a_hint():
     m = create_model('tsm', 5, 8, backbone='resnet18', width=16)
     sd = {re.sub(r'\.bn1\.', '.bn1.main.', k): v for k, v in m.state_dict().items()}
-    with pytest.raises(ValueError, match='load_state_dict_dual'): load_checkpoint(m, sd)
+    with pytest.raises(ValueError, match='load_state_dict_dual'): load_weights(m, sd)
 
 
 def test_bad_arguments():
@@ -259,15 +252,19 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r'T=8'): m(torch.rand(1, 4, 3, 32, 32))
 
 
-def test_tpn_aux_logits_and_deepcopy():
+def test_tpn_aux_logits_returned_not_stored():
     m = create_model('tpn', 5, 8, backbone='resnet18', width=16)
-    m(_clip(2, 8, 64))
-    assert m.aux_logits.shape == (2, 5) and m.aux_logits.requires_grad
-    c = copy.deepcopy(m)                    # a graph-attached aux_logits must not break copies (EMA, dual BN)
-    assert c.aux_logits is None and m.aux_logits is not None
+    logits, aux = m(_clip(2, 8, 64), return_aux=True)
+    assert logits.shape == aux.shape == (2, 5) and aux.requires_grad
+    assert not hasattr(m, 'aux_logits')     # nothing graph-attached is left on the model
+    c = copy.deepcopy(m)                    # so copies (EMA, dual BN) and pickling just work
+    pickle.loads(pickle.dumps(c))
+    calls = []
+    h = m.neck.aux_head.register_forward_hook(lambda mod, i, o: calls.append(o))
     m.eval()
-    with torch.no_grad(): m(_clip(2, 8, 64))
-    assert m.aux_logits is None
+    with torch.no_grad(): y = m(_clip(2, 8, 64))
+    h.remove()
+    assert torch.is_tensor(y) and calls == []   # a plain forward returns the logits and never runs the aux head
 
 
 def test_bf16_autocast_forward_backward():

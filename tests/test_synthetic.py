@@ -1,4 +1,4 @@
-"""File-based and multi-process checks of `taf.synthetic` (the inline tests live in nbs/00_synthetic.ipynb).
+"""File-based and multi-process checks of `taf.synthetic` (the inline tests live in nbs/01_synthetic.ipynb).
 
 - the benchmark's bytes do not depend on the process (fresh interpreter, other torch thread count);
 - the written videos decode (PyAV and decord) to T frames close to the generated ones, in order, with

@@ -16,9 +16,11 @@ def papermill(nb, out, *params):
 
 def test_table3_smoke(tmp_path):
     figs, runs = tmp_path/'figures', tmp_path/'runs'
-    common = ['-p', 'profile', 'smoke', '-p', 'out_dir', str(figs), '-p', 'runs_dir', str(runs)]
-    papermill('taf_vs_control.ipynb', tmp_path/'a.ipynb', *common, '-y', 'methods: [control, taf]')
-    papermill('table3_corruptions.ipynb', tmp_path/'b.ipynb', *common, '-y', 'severities: [1, 3]')
+    common = ['-p', 'profile', 'smoke', '-p', 'out_dir', str(figs)]
+    papermill('taf_vs_control.ipynb', tmp_path/'a.ipynb', *common, '-p', 'runs_dir', str(runs),
+              '-y', 'methods: [control, taf]')
+    papermill('table3_corruptions.ipynb', tmp_path/'b.ipynb', *common, '-p', 'manifest', str(runs/'smoke'/'runs.json'),
+              '-y', 'severities: [1, 3]')
     df = pd.read_csv(figs/'table3_corruptions.csv')
     from taf.corruptions import CORRUPTIONS
     for m in ('baseline', 'control', 'taf'):

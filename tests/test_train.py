@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from taf.attack import preserved_buffers
 from taf.dualbn import DualBatchNorm, is_dual
 from taf.synthetic import SyntheticVideos
-from taf.train import (TrainConfig, Trainer, NonFiniteLossError, finetune_config, load_checkpoint, load_model,
-                       save_checkpoint, train, validate_config)
+from taf.checkpoint import load_checkpoint, save_checkpoint
+from taf.config import TrainConfig, finetune_config, validate_config
+from taf.train import Trainer, NonFiniteLossError, load_model, train
 
 TINY = dict(preset='small', num_classes=4, num_frames=6, size=16, train_per_class=2, val_per_class=1)
 
@@ -144,7 +145,7 @@ def test_tpn_aux_loss_is_added(tmp_path):
     m = t.model.train()
     t._seed_part(0)                                         # same dropout masks as in batch_loss below
     with torch.no_grad(), preserved_buffers(m):
-        logits = m(x); aux = m.aux_logits
+        logits, aux = m(x, return_aux=True)
     assert aux is not None and m.aux_weight == 0.5
     t._seed_part(0)
     loss, _ = t.batch_loss(x, y)
