@@ -16,11 +16,12 @@ try: import av   # PyAV writes the videos; import it before decord (decord's lib
 except ImportError: av = None
 
 # %% auto #0
-__all__ = ['CLASSES', 'PRESETS', 'MOTIONS', 'SHAPES', 'COLOUR_NAMES', 'SPLITS', 'VP9_OPTIONS', 'H264_OPTIONS', 'ClassSpec',
+__all__ = ['CLASSES', 'SPLITS', 'PRESETS', 'MOTIONS', 'SHAPES', 'COLOUR_NAMES', 'VP9_OPTIONS', 'H264_OPTIONS', 'ClassSpec',
            'SyntheticConfig', 'get_config', 'replace_config', 'class_specs', 'class_names', 'long_term_flags',
            'ramp_profile', 'triangle_profile', 'rotate', 'frame_permutation', 'hsv_to_rgb', 'colour_name',
-           'sample_appearance', 'sprite_bank', 'plan_clip', 'render_clips', 'make_clips', 'split_plan', 'generate',
-           'SyntheticVideos', 'write_ssv1', 'write_video', 'write_ssv2', 'write_diving48']
+           'sample_appearance', 'sprite_bank', 'cue_colours', 'sample_cue', 'plan_clip', 'render_clips', 'make_clips',
+           'split_plan', 'generate', 'cue_labels', 'SyntheticVideos', 'write_ssv1', 'write_video', 'write_ssv2',
+           'write_diving48']
 
 # %% ../nbs/01_synthetic.ipynb #b761ecda
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ CLASSES = (
               ('tilt', 'lift one end', 'drop', 'long')),
 )
 
-# %% ../nbs/01_synthetic.ipynb #07e1ddf1
+# %% ../nbs/01_synthetic.ipynb #de084417
 def _check(ok:bool, field:str, value, expected:str):
     if not ok: raise ValueError(f"SyntheticConfig.{field}={value!r} is invalid: expected {expected}")
 
@@ -80,7 +81,13 @@ def _check_range(cfg, field:str, lo:float, hi:float):
     _check(isinstance(v, tuple) and len(v) == 2 and all(_is_num(x) for x in v) and lo <= v[0] <= v[1] <= hi,
            field, v, f"a pair (low, high) with {lo} <= low <= high <= {hi}")
 
-# %% ../nbs/01_synthetic.ipynb #b4c7f2ba
+SPLITS = {'train': 0, 'val': 1, 'test': 2}   # split name -> its seed stream (see "Splits")
+
+def _check_split(split:str)->str:
+    if split not in SPLITS: raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
+    return split
+
+# %% ../nbs/01_synthetic.ipynb #c7e4d955
 @dataclass(frozen=True)
 class SyntheticConfig:
     "Sizes, difficulty and seed of the synthetic benchmark (defaults = the `default` preset)."
@@ -89,7 +96,7 @@ class SyntheticConfig:
     size:int=64                      # frame height = width in pixels (even: H.264/VP9 in yuv420p need it)
     train_per_class:int=40           # training clips per class (small on purpose: models over-fit)
     val_per_class:int=30             # validation clips per class
-    seed:int=0                       # train and val are derived from it (different draws)
+    seed:int=0                       # train, val and test are derived from it (independent draws)
     noise:float=0.02                 # std of i.i.d. Gaussian pixel noise, in [0, 1] intensity units
     jitter:float=0.01                # max per-frame camera shake (i.i.d., rounded to pixels), fraction of the frame
     max_distractors:int=0            # each clip has 0..max_distractors clutter objects (see "Difficulty knobs")
@@ -98,6 +105,16 @@ class SyntheticConfig:
     object_size:tuple=(0.12, 0.18)   # object radius range, fraction of the frame size
     bg_contrast:float=0.1            # amplitude of the background texture (0 = smooth colour field only)
     fps:int=12                       # frame rate written into the video files
+    test_per_class:int|None=None     # test clips per class; None: `val_per_class`
+    flicker:float=0.0                # max per-frame brightness change (i.i.d. gain in 1 +- flicker), 0 = none
+    shortcut_prob:float=0.0          # > 0: a class-coded key-frame cue, equal to the label in this share of train clips
+    shortcut_frames:int=2            # frames of a clip that show the cue (when `shortcut_prob` > 0)
+
+    def per_class(self, split:str)->int: # clips per class of `split`
+        "Clips per class of the split 'train', 'val' or 'test'."
+        if _check_split(split) == 'train': return self.train_per_class
+        if split == 'val' or self.test_per_class is None: return self.val_per_class
+        return self.test_per_class
 
     def __post_init__(self):
         for f in ('duration', 'object_size'):  # accept lists (e.g. from JSON/CLI), store hashable tuples
@@ -110,8 +127,11 @@ class SyntheticConfig:
                "an even int in 16..512 (yuv420p video needs even sizes)")
         for f in ('train_per_class', 'val_per_class'):
             _check(_is_int(getattr(self, f)) and getattr(self, f) >= 1, f, getattr(self, f), "an int >= 1")
+        _check(self.test_per_class is None or (_is_int(self.test_per_class) and self.test_per_class >= 1),
+               'test_per_class', self.test_per_class, "None or an int >= 1")
         _check(_is_int(self.seed) and self.seed >= 0, 'seed', self.seed, "an int >= 0")
-        for f, hi in (('noise', 0.5), ('jitter', 0.2), ('distractor_motion', 0.3), ('bg_contrast', 1.0)):
+        for f, hi in (('noise', 0.5), ('jitter', 0.2), ('distractor_motion', 0.3), ('bg_contrast', 1.0),
+                      ('flicker', 0.5), ('shortcut_prob', 1.0)):
             v = getattr(self, f)
             _check(_is_num(v) and 0 <= v <= hi, f, v, f"a number in [0, {hi}]")
         _check(_is_int(self.max_distractors) and 0 <= self.max_distractors <= 8, 'max_distractors',
@@ -119,11 +139,19 @@ class SyntheticConfig:
         _check_range(self, 'duration', 0.05, 1.0)
         _check_range(self, 'object_size', 0.02, 0.25)
         _check(_is_int(self.fps) and 1 <= self.fps <= 120, 'fps', self.fps, "an int in 1..120")
+        _check(_is_int(self.shortcut_frames) and 1 <= self.shortcut_frames <= self.num_frames, 'shortcut_frames',
+               self.shortcut_frames, f"an int in 1..num_frames={self.num_frames}")
 
-# %% ../nbs/01_synthetic.ipynb #a2c10113
+# %% ../nbs/01_synthetic.ipynb #f51e8403
 PRESETS = {
     'small': SyntheticConfig(num_classes=4, size=32, train_per_class=8, val_per_class=4),
     'default': SyntheticConfig(),
+    # benchmark regimes (see "Benchmark regimes")
+    'permutation': SyntheticConfig(),
+    'clutter': SyntheticConfig(size=32, max_distractors=1, distractor_motion=0.05, jitter=0.03, flicker=0.1),
+    'keyframe-shortcut': SyntheticConfig(size=32, shortcut_prob=0.8, shortcut_frames=2),
+    'diving48-like': SyntheticConfig(num_classes=14, num_frames=16, size=32),
+    'ssv2-like': SyntheticConfig(size=32, train_per_class=120),
 }
 
 def get_config(preset:str='default', # a key of `PRESETS`
@@ -293,7 +321,7 @@ def colour_name(h:float)->str: # hue in [0, 1]
     deg = (h % 1.0) * 360
     return next(n for lim, n in COLOUR_NAMES if deg < lim)
 
-# %% ../nbs/01_synthetic.ipynb #0c77a451
+# %% ../nbs/01_synthetic.ipynb #b2170260
 def _sample_object(rng, cfg, n=None):
     "Shape, colours, radius, aspect ratio, orientation of `n` objects (one if `n` is None)."
     m = 1 if n is None else n
@@ -325,7 +353,9 @@ def sample_appearance(cfg:SyntheticConfig, # sizes and difficulty knobs
               stripes=np.array([rng.uniform(2, 8), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi),
                                 cfg.bg_contrast * rng.uniform(0, 1) * (rng.random() < 0.5)]))
     J = round(cfg.jitter * cfg.size)
-    return dict(object=app, distractors=dis, background=bg, shake=rng.integers(-J, J + 1, (T, 2)))
+    shake = rng.integers(-J, J + 1, (T, 2))
+    gain = 1 + cfg.flicker * rng.uniform(-1, 1, T)   # drawn last: nothing above depends on `flicker`
+    return dict(object=app, distractors=dis, background=bg, shake=shake, gain=gain)
 
 # %% ../nbs/01_synthetic.ipynb #e356f3e5
 def _shape_mask(name, u, v):
@@ -430,28 +460,59 @@ def _render_chunk(cfg, plans)->torch.Tensor:
            st[:, 3], rep([o['colour'] for o in ob]), rep([o['marker'] for o in ob]), np.ones(n * T, bool))
     return frames.reshape(n, T, S, S, 3)
 
-# %% ../nbs/01_synthetic.ipynb #59cd2cd4
+# %% ../nbs/01_synthetic.ipynb #a4926253
+def cue_colours(K:int, # number of classes
+               )->np.ndarray: # [K, 3] RGB in [0, 1]
+    "The colour of each class's key-frame cue: `K` evenly spaced hues, fully saturated and bright."
+    return hsv_to_rgb(np.arange(K) / K, 1.0, 1.0)
+
+def sample_cue(cfg:SyntheticConfig, # sizes and the `shortcut_*` knobs
+               label:int,            # the clip's class
+               split:str,            # 'train': the cue agrees with `label` with probability `shortcut_prob`
+               rng:np.random.Generator, # the clip's cue generator
+              )->dict|None: # None if `shortcut_prob` is 0, else 'label', 'frames' [F] (clip order), 'xy', 'side'
+    "The key-frame cue of one clip: the class it shows, the frames that show it, its place and size in pixels."
+    if cfg.shortcut_prob == 0: return None
+    K = cfg.num_classes
+    if _check_split(split) == 'train':
+        agree = rng.random() < cfg.shortcut_prob
+        cls = label if agree else (label + int(rng.integers(1, K))) % K
+    else: cls = int(rng.integers(0, K))
+    side = max(2, round(cfg.size / 8))
+    frames = np.sort(rng.choice(cfg.num_frames, cfg.shortcut_frames, replace=False))
+    return dict(label=int(cls), frames=frames, xy=rng.integers(0, cfg.size - side + 1, 2), side=side)
+
+# %% ../nbs/01_synthetic.ipynb #1823c275
 def plan_clip(cfg:SyntheticConfig, # sizes and difficulty knobs
               label:int,            # class index
               seed:int,             # the clip's seed
-             )->dict: # 'app', 'states' [T, 4], 'aspect', 'perm' [T], 'noise_seed', 'label', 'object' (description)
+              split:str='train',    # the clip's split: decides only whether the key-frame cue agrees with `label`
+             )->dict: # 'app', 'states' [T, 4], 'aspect', 'perm' [T], 'noise_seed', 'cue', 'label', 'object'
     "Every random choice of one clip, drawn from `seed`."
     spec = class_specs(cfg)[label]
-    s_app, s_traj, s_perm, s_noise = np.random.SeedSequence(int(seed)).spawn(4)
+    s_app, s_traj, s_perm, s_noise, s_cue = np.random.SeedSequence(int(seed)).spawn(5)   # the first 4 as spawn(4)
     app = sample_appearance(cfg, np.random.default_rng(s_app))
     states, info = MOTIONS[spec.motion](cfg.num_frames, app['object'], cfg.duration, np.random.default_rng(s_traj))
     o = app['object']
     return dict(label=int(label), app=app, states=states, aspect=info.get('aspect', o['aspect']),
                 perm=frame_permutation(spec.perm, cfg.num_frames, info, np.random.default_rng(s_perm)),
                 noise_seed=int(s_noise.generate_state(1)[0]),
+                cue=sample_cue(cfg, label, split, np.random.default_rng(s_cue)),
                 object=f"{colour_name(o['hue'])} {SHAPES[o['shape']]}")
 
-# %% ../nbs/01_synthetic.ipynb #6f89307f
+# %% ../nbs/01_synthetic.ipynb #93cf92be
+def _paint_cue(x, plan, K):
+    "Draw the cue of `plan` into the float frames `x` [T, H, W, 3] (base order) of its clip, in place."
+    c = plan['cue']
+    (cx, cy), s = c['xy'], c['side']
+    base = torch.from_numpy(plan['perm'][c['frames']])     # clip frame t is base frame perm[t]
+    x[base, cy:cy + s, cx:cx + s] = torch.from_numpy(cue_colours(K)[c['label']].astype(np.float32))
+
 def render_clips(cfg:SyntheticConfig, # sizes and difficulty knobs
                  plans:list,          # `plan_clip` dicts
                  chunk:int=32,        # clips rendered at once (memory vs. speed; the result does not depend on it)
                 )->np.ndarray: # uint8 [N, T, H, W, 3]
-    "Render, add pixel noise, quantise and permute the frames of planned clips."
+    "Render, apply flicker and the key-frame cue, add pixel noise, quantise and permute the frames of planned clips."
     T, S = cfg.num_frames, cfg.size
     out = np.empty((len(plans), T, S, S, 3), np.uint8)
     threads = torch.get_num_threads()
@@ -460,6 +521,11 @@ def render_clips(cfg:SyntheticConfig, # sizes and difficulty knobs
         for i0 in range(0, len(plans), chunk):
             ps = plans[i0:i0 + chunk]
             x = _render_chunk(cfg, ps)
+            if cfg.flicker > 0:
+                gain = np.stack([p['app']['gain'] for p in ps]).astype(np.float32)    # [n, T], base frame order
+                x.mul_(torch.from_numpy(gain)[:, :, None, None, None])
+            for j, p in enumerate(ps):
+                if p['cue'] is not None: _paint_cue(x[j], p, cfg.num_classes)
             if cfg.noise > 0:
                 for j, p in enumerate(ps):
                     g = torch.Generator().manual_seed(p['noise_seed'])
@@ -472,24 +538,19 @@ def render_clips(cfg:SyntheticConfig, # sizes and difficulty knobs
 def make_clips(cfg:SyntheticConfig|str, # config or preset name
                labels,                  # class indices, [N]
                seeds,                   # one seed per clip, [N]
+               split:str='train',       # the clips' split (decides only the key-frame cue)
               )->np.ndarray: # uint8 [N, T, H, W, 3]
     "Clips of the given classes from the given seeds (same seed = same nuisances, whatever the class)."
     cfg = _as_config(cfg)
-    return render_clips(cfg, [plan_clip(cfg, l, s) for l, s in zip(labels, seeds)])
+    return render_clips(cfg, [plan_clip(cfg, l, s, split) for l, s in zip(labels, seeds)])
 
-# %% ../nbs/01_synthetic.ipynb #8a3c219e
-SPLITS = {'train': 0, 'val': 1}
-
-def _check_split(split:str)->str:
-    if split not in SPLITS: raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
-    return split
-
+# %% ../nbs/01_synthetic.ipynb #5ea7635d
 def split_plan(cfg:SyntheticConfig|str, # config or preset name
-               split:str='train',        # 'train' or 'val'
+               split:str='train',        # 'train', 'val' or 'test'
               )->tuple: # (labels int64 [N], seeds [N])
     "The shuffled, class-balanced labels and the clip seeds of a split."
     cfg = _as_config(cfg)
-    n = cfg.train_per_class if _check_split(split) == 'train' else cfg.val_per_class
+    n = cfg.per_class(_check_split(split))
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, SPLITS[split]]))
     labels = rng.permutation(np.repeat(np.arange(cfg.num_classes, dtype=np.int64), n))
     return labels, rng.integers(0, 2**63 - 1, len(labels), dtype=np.int64)
@@ -497,24 +558,30 @@ def split_plan(cfg:SyntheticConfig|str, # config or preset name
 @functools.lru_cache(maxsize=8)
 def _generate(cfg:SyntheticConfig, split:str):
     labels, seeds = split_plan(cfg, split)
-    plans = [plan_clip(cfg, l, s) for l, s in zip(labels, seeds)]
+    plans = [plan_clip(cfg, l, s, split) for l, s in zip(labels, seeds)]
     videos = render_clips(cfg, plans)
+    cues = np.array([-1 if p['cue'] is None else p['cue']['label'] for p in plans], np.int64)
     # shared by the cache: read-only
-    videos.flags.writeable = False
-    labels.flags.writeable = False
-    return videos, labels, tuple(p['object'] for p in plans)
+    for a in (videos, labels, cues): a.flags.writeable = False
+    return videos, labels, tuple(p['object'] for p in plans), cues
 
 def generate(cfg:SyntheticConfig|str, # config or preset name
-             split:str='train',        # 'train' or 'val'
+             split:str='train',        # 'train', 'val' or 'test'
             )->tuple: # (videos uint8 [N, T, H, W, 3], labels int64 [N]), read-only, cached per (cfg, split)
     "The clips and labels of a split; deterministic in `cfg` (same seed, same bytes)."
-    videos, labels, _ = _generate(_as_config(cfg), _check_split(split))
+    videos, labels = _generate(_as_config(cfg), _check_split(split))[:2]
     return videos, labels
 
-# %% ../nbs/01_synthetic.ipynb #d43594b7
+def cue_labels(cfg:SyntheticConfig|str, # config or preset name
+               split:str='train',        # 'train', 'val' or 'test'
+              )->np.ndarray: # int64 [N], read-only: the class each clip's key-frame cue shows; -1: no cue
+    "The classes shown by the key-frame cues of a split's clips (aligned with `generate`'s labels)."
+    return _generate(_as_config(cfg), _check_split(split))[3]
+
+# %% ../nbs/01_synthetic.ipynb #1eb684cc
 class SyntheticVideos(Dataset):
     "A split of the synthetic benchmark, in memory; items `(clip float32 [T, 3, H, W] in [0, 1], label)`."
-    def __init__(self, split:str='train',     # 'train' or 'val'
+    def __init__(self, split:str='train',     # 'train', 'val' or 'test'
                  preset:str='default',         # a key of `PRESETS`
                  cfg:SyntheticConfig|None=None, # a full config instead of `preset` (overrides still apply)
                  transform=None,               # optional fn(clip [T, 3, H, W]) -> clip, e.g. an augmentation
@@ -534,12 +601,12 @@ class SyntheticVideos(Dataset):
     def __repr__(self): return (f"SyntheticVideos(split={self.split!r}, {len(self)} clips, {self.num_classes} classes, "
                                 f"T={self.cfg.num_frames}, {self.cfg.size}x{self.cfg.size})")
 
-# %% ../nbs/01_synthetic.ipynb #489e1881
+# %% ../nbs/01_synthetic.ipynb #90a6d35d
 def _splits(cfg):
     "(split, ids, videos, labels, objects) of train and val; ids are 1..N over train then val."
     start = 1
-    for split in SPLITS:
-        videos, labels, objects = _generate(cfg, split)
+    for split in ('train', 'val'):   # the real datasets' layouts have two splits; 'test' lives in memory only
+        videos, labels, objects, _ = _generate(cfg, split)
         yield split, range(start, start + len(labels)), videos, labels, objects
         start += len(labels)
 
@@ -552,7 +619,7 @@ def _summary(fmt, root, paths, t0):
     return dict(format=fmt, root=str(root), files=len(paths), bytes=sum(p.stat().st_size for p in paths),
                 seconds=round(time.perf_counter() - t0, 3))
 
-# %% ../nbs/01_synthetic.ipynb #4046201e
+# %% ../nbs/01_synthetic.ipynb #2318c84e
 def write_ssv1(root:str|Path,            # dataset root folder (created if missing)
                cfg:SyntheticConfig|str='default', # config or preset name
                quality:int=95,           # JPEG quality (written without chroma subsampling, 4:4:4)
@@ -578,7 +645,7 @@ def write_ssv1(root:str|Path,            # dataset root folder (created if missi
     paths.append(p)
     return _summary('ssv1', root, paths, t0)
 
-# %% ../nbs/01_synthetic.ipynb #765863b8
+# %% ../nbs/01_synthetic.ipynb #60bf7dc2
 VP9_OPTIONS = {'crf': '8', 'b': '0', 'deadline': 'realtime', 'cpu-used': '8', 'row-mt': '0', 'threads': '1'}
 H264_OPTIONS = {'crf': '10', 'preset': 'fast', 'threads': '1'}
 _CODEC_OPTIONS = {'libvpx-vp9': VP9_OPTIONS, 'libx264': H264_OPTIONS}   # the defaults of `write_video`
@@ -614,7 +681,7 @@ def write_video(path:str|Path,           # output file (.webm, .mp4, .avi, .mpg,
         raise RuntimeError(f"{path}: encoding {codec} {W}x{H} with PyAV failed: {e}{hint}") from e
     return path
 
-# %% ../nbs/01_synthetic.ipynb #402d5cb3
+# %% ../nbs/01_synthetic.ipynb #feb3c56a
 def write_ssv2(root:str|Path,            # dataset root folder (created if missing)
                cfg:SyntheticConfig|str='default', # config or preset name
               )->dict: # summary: format, root, files, bytes, seconds
@@ -633,7 +700,7 @@ def write_ssv2(root:str|Path,            # dataset root folder (created if missi
     paths.append(_write_json(root / 'labels' / 'labels.json', {c.name: str(i) for i, c in enumerate(specs)}))
     return _summary('ssv2', root, paths, t0)
 
-# %% ../nbs/01_synthetic.ipynb #10bc8c59
+# %% ../nbs/01_synthetic.ipynb #1c515fef
 def write_diving48(root:str|Path,            # dataset root folder (created if missing)
                    cfg:SyntheticConfig|str='default', # config or preset name
                   )->dict: # summary: format, root, files, bytes, seconds
