@@ -18,7 +18,7 @@ from .checkpoint import load_checkpoint
 __all__ = ['RECIPES', 'TrainConfig', 'validate_config', 'get_recipe', 'config_from_dict', 'lr_factor', 'last_lr',
            'finetune_config']
 
-# %% ../nbs/12_config.ipynb #53ff8d2b
+# %% ../nbs/12_config.ipynb #24eded2a
 @dataclass
 class TrainConfig:
     "Every setting of a training run; defaults = TSM's Something-Something V1 recipe and TAF's settings."
@@ -41,6 +41,7 @@ class TrainConfig:
     lr:float=0.01                # initial learning rate for `batch_size` (TSM: 0.01 at 64)
     lr_type:str='step'           # 'step' (x0.1 at each of lr_steps) or 'cos' (cosine per epoch, as TSM's code)
     lr_steps:tuple=(20, 40)      # epochs after which the learning rate is divided by 10
+    warmup_epochs:int=0          # linear learning-rate warm-up over the first epochs (0 = none, TSM's recipe)
     momentum:float=0.9           # SGD momentum
     weight_decay:float=5e-4      # SGD weight decay (TSM's opts.py default)
     clip_grad:float|None=20.0    # max global gradient norm (TSM: --gd 20); None = no clipping
@@ -59,6 +60,7 @@ class TrainConfig:
     cam_grad:str='ce'            # CAM gradient of eq. 2: 'ce' (dL_ce/dF, as printed) or 'logp' (Grad-CAM's sign)
     reuse_forward:bool=True      # the attack's first step reuses the clean forward (K=1: one forward less)
     unattacked:str='drop'        # clips the label rule leaves out: 'drop' (no adversarial term) or 'keep'
+    attack_dropout:bool=True     # the attack sees the model with dropout on (training mode, as the clean forward)
     augment_kw:dict=field(default_factory=dict) # keyword settings of the augmentation of method 'augment:<name>'
     # -- run
     seed:int=0                   # seeds model init, data order, dropout, attack labels
@@ -91,7 +93,7 @@ def _check_data(c:TrainConfig, check_root:bool):
         raise _bad('root', c.root, f"an existing folder with the {c.dataset} dataset (see data/README.md); "
                    "without data, train on the built-in benchmark: taf train --recipe synthetic")
 
-# %% ../nbs/12_config.ipynb #baf82714
+# %% ../nbs/12_config.ipynb #c189cd91
 def _check_optim(c:TrainConfig, world_size:int):
     if not 0 <= c.dropout < 1: raise _bad('dropout', c.dropout, "0 <= dropout < 1")
     if c.epochs < 1: raise _bad('epochs', c.epochs, ">= 1")
@@ -102,6 +104,7 @@ def _check_optim(c:TrainConfig, world_size:int):
                    f"a multiple of processes x accum_steps = {world_size} x {c.accum_steps}")
     if not c.lr > 0: raise _bad('lr', c.lr, "> 0")
     if c.lr_type not in ('step', 'cos'): raise _bad('lr_type', c.lr_type, "'step' or 'cos'")
+    if not 0 <= c.warmup_epochs < c.epochs: raise _bad('warmup_epochs', c.warmup_epochs, f"0 <= w < epochs={c.epochs}")
     if c.momentum < 0: raise _bad('momentum', c.momentum, ">= 0")
     if c.weight_decay < 0: raise _bad('weight_decay', c.weight_decay, ">= 0")
     if c.clip_grad is not None and not c.clip_grad > 0: raise _bad('clip_grad', c.clip_grad, "None or > 0")
@@ -170,28 +173,33 @@ def config_from_dict(d:dict)->TrainConfig: # e.g. a checkpoint's or a JSON file'
     if bad: raise ValueError(f"unknown TrainConfig field(s) {bad}; known: {sorted(fields)}")
     return TrainConfig(**d)
 
-# %% ../nbs/12_config.ipynb #f1f6d738
+# %% ../nbs/12_config.ipynb #6ec64f90
 def lr_factor(cfg:TrainConfig, epoch:int)->float: # multiplier of `cfg.lr` during `epoch` (0-based)
     "Learning-rate multiplier in `epoch`."
-    if cfg.lr_type == 'cos': return 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
-    return 0.1 ** sum(epoch >= s for s in cfg.lr_steps)
+    warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+    if cfg.lr_type == 'cos': return warm * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return warm * 0.1 ** sum(epoch >= s for s in cfg.lr_steps)
 
 def last_lr(cfg:TrainConfig)->float: # the learning rate of the last epoch of `cfg`
     "The learning rate the run ends with (the fine-tuning's starting rate, §4.1)."
     return cfg.lr * lr_factor(cfg, cfg.epochs - 1)
 
-# %% ../nbs/12_config.ipynb #c5abedc4
+# %% ../nbs/12_config.ipynb #aca9740c
 def finetune_config(base, # the baseline's TrainConfig, or the path of its checkpoint (which stores it)
                     method:str='taf', # a fine-tuning method: 'taf', 'control', 'ce', 'noise', 'augment:<name>'
                     init:str|None=None, # checkpoint to start from (default: `base` when it is a path)
+                    lr_reading:str='last', # fine-tuning LR: 'last' (the baseline's last LR) or 'initial'
                     **overrides)->TrainConfig: # fine-tuning configuration
     "Configuration of §4.1's fine-tuning: 15 epochs from the baseline's last state, LR/10 after 10."
     if not isinstance(base, TrainConfig):
         init = init or str(base)
         base = config_from_dict(load_checkpoint(base)['config'])
     if init is None: raise ValueError("finetune_config: init (the baseline checkpoint) is required")
+    if lr_reading not in ('last', 'initial'):
+        raise ValueError(f"finetune_config: lr_reading={lr_reading!r}, expected 'last' or 'initial'")
     out = Path(base.out_dir)
-    d = {**asdict(base), 'epochs': 15, 'lr': last_lr(base), 'lr_type': 'step', 'lr_steps': (10,),
+    lr = last_lr(base) if lr_reading == 'last' else base.lr
+    d = {**asdict(base), 'epochs': 15, 'lr': lr, 'lr_type': 'step', 'lr_steps': (10,), 'warmup_epochs': 0,
          'method': method, 'init': str(init), 'pretrained': None,
          'out_dir': str(out.with_name(f"{out.name}_{method.replace(':', '_')}"))}  # default: next to the baseline's
     return config_from_dict({**d, **overrides})

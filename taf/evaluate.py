@@ -19,7 +19,7 @@ from .repro import autocast
 
 # %% auto #0
 __all__ = ['topk_correct', 'confusion_matrix', 'per_class_accuracy', 'classification_metrics', 'predict', 'evaluate',
-           'corruption_table', 'attention_stats', 'temporal_attention', 'attention_dataset']
+           'ReorderedFrames', 'corruption_table', 'attention_stats', 'temporal_attention', 'attention_dataset']
 
 # %% ../nbs/09_evaluate.ipynb #6115e168
 def topk_correct(logits:Tensor, # [N, K]
@@ -136,7 +136,28 @@ def evaluate(model:nn.Module, data, # model and Dataset (or DataLoader) as for `
                     attention_dataset(model, data, batch_size, device, amp=amp).items()})
     return out
 
-# %% ../nbs/09_evaluate.ipynb #a6b26241
+# %% ../nbs/09_evaluate.ipynb #85fea5a2
+class ReorderedFrames(Dataset):
+    "View of a dataset of clips `[T, C, H, W]` with the frames of each clip reversed or shuffled."
+    def __init__(self, data:Dataset,   # returns (clip [T, C, H, W], label)
+                 order:str='reverse', # 'reverse' or 'shuffle' (a random permutation fixed per clip)
+                 seed:int=0):         # seeds the permutations
+        if order not in ('reverse', 'shuffle'):
+            raise ValueError(f"ReorderedFrames: order={order!r}, expected 'reverse' or 'shuffle'")
+        self.data, self.order, self.seed = data, order, seed
+        for k in ('num_classes', 'classes', 'long_term'):
+            if hasattr(data, k): setattr(self, k, getattr(data, k))
+
+    def __len__(self): return len(self.data)
+
+    def __getitem__(self, i):
+        x, y = self.data[i]
+        T = x.shape[0]
+        if self.order == 'reverse': idx = torch.arange(T - 1, -1, -1)
+        else: idx = torch.randperm(T, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + i))
+        return x[idx], y
+
+# %% ../nbs/09_evaluate.ipynb #ea47c2da
 def corruption_table(model:nn.Module, data, # as for `evaluate`
                      corruptions=None,      # names (default: all of `taf.corruptions.CORRUPTIONS`)
                      severity:int=3, batch_size:int=16, device=None, seed:int=0, amp:str='none',
@@ -150,7 +171,7 @@ def corruption_table(model:nn.Module, data, # as for `evaluate`
                      'top1': m['top1'], 'top5': m['top5'], 'loss': m['loss']})
     return pd.DataFrame(rows)
 
-# %% ../nbs/09_evaluate.ipynb #1b12d8e0
+# %% ../nbs/09_evaluate.ipynb #376677e6
 def attention_stats(cam:Tensor, # un-normalised CAMs (eq. 2, Grad-CAM sign), [B, T, h, w]
                    )->dict:     # {'attention_top2', 'attention_entropy', 'eq3_entropy'}: each [B]
     "Temporal spread of the positive CAM mass: top-2 frame share, normalised entropy (plus eq. 3's entropy)."
@@ -166,7 +187,7 @@ def attention_stats(cam:Tensor, # un-normalised CAMs (eq. 2, Grad-CAM sign), [B,
     return {'attention_top2': torch.where(empty, nan, top2), 'attention_entropy': torch.where(empty, nan, ent),
             'eq3_entropy': eq3}
 
-# %% ../nbs/09_evaluate.ipynb #659efd91
+# %% ../nbs/09_evaluate.ipynb #ebc4c724
 def temporal_attention(model:nn.Module, # has `cam_layer` and `frames_from_cam`
                        x:Tensor,        # clips [B, T, C, H, W]
                        target:Tensor|None=None, # class whose CAM is used; default: the prediction
