@@ -9,12 +9,11 @@ BIN := $(VENV)/bin
 PROFILE ?= quick
 # tests run 2 processes in parallel on 2 cores: one torch/OpenMP thread each avoids oversubscription
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-RUNS := figures/runs
 
 .PHONY: venv reproduce test check nbtest pytest export clean-nbs help
 
 help:
-	@echo "make reproduce [PROFILE=smoke|quick|paper]  # run the experiment notebooks, write figures/"
+	@echo "make reproduce [PROFILE=smoke|quick|full|paper]  # run the experiment notebooks, write figures/PROFILE/"
 	@echo "make test                                   # whole test suite"
 
 $(BIN)/activate:
@@ -32,14 +31,10 @@ $(VENV)/.installed: requirements.txt setup.py settings.ini | $(BIN)/activate
 venv: $(VENV)/.installed
 
 # ---- reproduction ----------------------------------------------------------------------------
-EXPERIMENTS := benchmark_summary taf_vs_control table3_corruptions
+# taf reproduce: the experiment notebooks of PROFILE in dependency order (papermill, checked parameters);
+# results, executed notebooks and REPORT.md in figures/$(PROFILE)/
 reproduce: venv
-	mkdir -p $(RUNS)
-	@for nb in $(EXPERIMENTS); do \
-	  echo "== papermill nbs/experiments/$$nb.ipynb (profile=$(PROFILE))"; \
-	  $(BIN)/papermill -k python3 --cwd nbs/experiments nbs/experiments/$$nb.ipynb $(RUNS)/$$nb.ipynb -p profile $(PROFILE) --log-output --no-progress-bar 2>&1 | grep -v -E '^(Input Notebook|Output Notebook|Executing)' || exit 1; \
-	done
-	@echo "== results in figures/ ; executed notebooks in $(RUNS)/"
+	$(BIN)/taf reproduce --profile $(PROFILE)
 
 # ---- tests -----------------------------------------------------------------------------------
 test: venv check nbtest pytest
