@@ -93,7 +93,7 @@ def run_notebook(notebook, # the experiment notebook
                              f"executed notebook with the traceback: {output}") from None
     return time.perf_counter() - t0
 
-# %% ../nbs/15_reproduce.ipynb #3961d64a
+# %% ../nbs/15_reproduce.ipynb #f6bd078c
 def write_report(folder, # figures/<profile>
                  timings:dict|None=None, # {experiment: wall seconds} of this run
                 )->Path: # REPORT.md
@@ -111,7 +111,7 @@ def write_report(folder, # figures/<profile>
         lines += [f"## {e.what} (`{e.name}`)", ""]
         if wall: lines += [f"Wall time: {wall / 60:.1f} min.", ""]
         body = md.read_text().split('\n')
-        lines += [l if not l.startswith('#') else '#' + l for l in body]          # demote its headings
+        lines += [l if not l.startswith('#') else '##' + l for l in body]         # its headings below ours
         lines += [f"![{p.name}]({p.name})" for p in sorted(folder.glob(f'{e.name}*.png'))] + [""]
     out = folder / 'REPORT.md'
     out.write_text('\n'.join(lines) + '\n')
