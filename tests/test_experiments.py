@@ -18,6 +18,9 @@ def test_taf_vs_control_smoke(tmp_path):
     rows = list(csv.DictReader(open(fig / 'taf_vs_control.csv')))
     assert sorted(r['method'] for r in rows) == ['baseline', 'ce', 'control', 'taf']
     assert all(r['profile'] == 'smoke' and 0 <= float(r['top1']) <= 1 for r in rows)
+    assert all(r['split'] == 'test' and float(r['lr']) > 0 for r in rows)          # reported on the test split
+    lr = {r['method']: float(r['lr']) for r in rows}
+    assert lr['taf'] == lr['control'] < lr['baseline']                           # fine-tunes: the baseline's last LR
     md = (fig / 'taf_vs_control.md').read_text()
     assert 'profile `smoke`' in md and '45.6' in md and '46.9' in md and 'control' in md
     assert (fig / 'taf_vs_control.png').stat().st_size > 1000
