@@ -159,7 +159,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step, self.history = 0, 0, 0, []
         self._meter = _zero_meter()
 
-# %% ../nbs/13_train.ipynb #8646b683
+# %% ../nbs/13_train.ipynb #0ced370b
 def _to_channels_last(model):
     for p in model.parameters():
         if p.dim() == 4: p.data = p.data.contiguous(memory_format=torch.channels_last)
@@ -177,6 +177,7 @@ def _build_model(self:Trainer, model:nn.Module|None, local:int):
                                weight_decay=cfg.weight_decay)
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, partial(lr_factor, cfg))
     self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == 'fp16')
+    self._params = [p for p in self.model.parameters() if p.requires_grad]
 
 # %% ../nbs/13_train.ipynb #1534f98c
 _METER = ('loss', 'clean', 'adv', 'correct', 'n', 'attacked')
@@ -210,7 +211,7 @@ def _check_finite(self:Trainer, st:dict):
             f"(clean {st['clean']}, adversarial {st['adv']}); stopped before the update -- the last good "
             f"checkpoint is {self.out/'last.pt'}")
 
-# %% ../nbs/13_train.ipynb #0a815be3
+# %% ../nbs/13_train.ipynb #5cab28af
 @patch
 def train_step(self:Trainer, micro:list)->dict: # micro: list of (x, y) on the device; returns summed stats
     "One optimizer step over `accum_steps` micro-batches (gradients averaged like one big batch)."
@@ -224,7 +225,7 @@ def train_step(self:Trainer, micro:list)->dict: # micro: list of (x, y) on the d
         with sync:
             loss, st = self.batch_loss(x, y)
             self._check_finite(st)
-            self.scaler.scale(loss / A).backward()
+            self.scaler.scale(loss / A).backward(inputs=self._params)   # no gradient for the input clips
         for k in _METER: tot[k] += st[k] * (st['n'] if k in ('loss', 'clean', 'adv') else 1)
     if cfg.clip_grad is not None:
         self.scaler.unscale_(self.opt)
