@@ -126,12 +126,14 @@ def peak_memory(fn, # fn() does the work
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof: fn()
     return _cpu_peak(prof.events())
 
-# %% ../nbs/14_bench.ipynb #be7ff62b
+# %% ../nbs/14_bench.ipynb #8cba4f97
 def _sgd(model, lr): return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
-def _step(model, opt, x, y, method, s):
-    "One training step of `method` as the trainer does it: loss, backward, SGD step, gradients freed."
-    method_loss(model, x, y, method, s).loss.backward()
+def _step(model, opt, x, y, method, s, input_grad=False):
+    "One training step of `method` as the trainer does it: loss, backward (to the parameters), SGD step."
+    loss = method_loss(model, x, y, method, s).loss
+    if input_grad: loss.backward()                         # before: also the input clips' gradient
+    else: loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -148,6 +150,7 @@ def step_variants(base:nn.Module, # plain model in training mode
     ob, od = _sgd(base, lr), _sgd(dual, lr)
     return {'baseline': lambda: _step(base, ob, x, y, 'baseline', AdvSettings()),
             'taf_k1': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=1)),
+            'taf_k1_xgrad': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=1), input_grad=True),
             'taf_k3': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=3)),
             'ce_k1': lambda: _step(dual, od, x, y, 'ce', AdvSettings(steps=1)),
             'eval_baseline': lambda: _eval(base_eval, x),
@@ -362,8 +365,8 @@ def bench(cfg:BenchConfig|str='quick', # settings or a key of `PROFILES`
             a, b, cfg.frames[0], cfg, dev, top=cfg.profile_top).to_dict('records'))
     return out
 
-# %% ../nbs/14_bench.ipynb #31d4cac0
-_SHOW = ('baseline', 'taf_k1', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped')
+# %% ../nbs/14_bench.ipynb #d6bdf5da
+_SHOW = ('baseline', 'taf_k1', 'taf_k1_xgrad', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped')
 
 def _md(df:pd.DataFrame)->str:
     "A DataFrame as a GitHub Markdown table (no extra dependency)."
