@@ -1,25 +1,14 @@
 """The `paper` profile's code path on a tiny Something-Something V1 folder written by `taf.synthetic`: the real
 SSV1 reader, TSM's official recipe (`tsm_ssv1`, shrunk by overrides), the `val` split, then the corruption table
 from the run manifest -- so a GPU box never meets this path for the first time."""
-import json, subprocess, sys
-from pathlib import Path
+import json
 
 import pandas as pd
 
 from taf.synthetic import write_ssv1, get_config, replace_config
 
-ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT / 'nbs' / 'experiments'
 
-
-def papermill(nb, out, *params):
-    cmd = [str(Path(sys.executable).parent / 'papermill'), '-k', 'python3', '--cwd', str(NB), str(NB / nb), str(out),
-           '--no-progress-bar', *params]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-
-
-def test_paper_profile_on_tiny_ssv1(tmp_path):
+def test_paper_profile_on_tiny_ssv1(tmp_path, papermill):
     cfg = replace_config(get_config('small'), num_classes=4, size=32, num_frames=8, train_per_class=4, val_per_class=2)
     write_ssv1(tmp_path / 'ssv1', cfg)
     fig, runs = tmp_path / 'fig', tmp_path / 'runs'

@@ -1,23 +1,11 @@
 """The benchmark-regime study end to end in the `smoke` profile (papermill): the baseline-recipe grid
 (`baseline_recipe.ipynb`) and the regime / sensitivity notebook (`sensitivity.ipynb`)."""
-import json, subprocess, sys
-from pathlib import Path
+import json
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT / 'nbs' / 'experiments'
 
-
-def papermill(nb, out, *params):
-    cmd = [str(Path(sys.executable).parent / 'papermill'), '-k', 'python3', '--cwd', str(NB), str(NB / nb), str(out),
-           '--no-progress-bar', *params]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert 'Unable to parse' not in r.stderr, r.stderr[-2000:]          # every parameter line is understood
-
-
-def test_baseline_recipe_smoke(tmp_path):
+def test_baseline_recipe_smoke(tmp_path, papermill):
     papermill('baseline_recipe.ipynb', tmp_path / 'out.ipynb', '-p', 'profile', 'smoke', '-p', 'workers', '1',
               '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'))
     df = pd.read_csv(tmp_path / 'fig' / 'baseline_recipe.csv')
@@ -28,7 +16,7 @@ def test_baseline_recipe_smoke(tmp_path):
     assert len(df[df.config == winner]) == 3                             # the winner ran 3 seeds
 
 
-def test_sensitivity_smoke(tmp_path):
+def test_sensitivity_smoke(tmp_path, papermill):
     papermill('sensitivity.ipynb', tmp_path / 'out.ipynb', '-p', 'profile', 'smoke', '-p', 'workers', '1',
               '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'))
     fig = tmp_path / 'fig'

@@ -1,20 +1,10 @@
 """The corruption experiment (Table 3/7 layout) end to end in the `smoke` profile: taf_vs_control.ipynb trains the
 baseline, control and TAF models, then table3_corruptions.ipynb evaluates them under every corruption."""
-import json, subprocess, sys
-from pathlib import Path
+import json
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-NB = ROOT/'nbs'/'experiments'
 
-
-def papermill(nb, out, *params):
-    cmd = [str(Path(sys.executable).parent/'papermill'), '-k', 'python3', '--cwd', str(NB), str(NB/nb), str(out), *params]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-
-
-def test_table3_smoke(tmp_path):
+def test_table3_smoke(tmp_path, papermill):
     figs, runs = tmp_path/'figures', tmp_path/'runs'
     common = ['-p', 'profile', 'smoke', '-p', 'out_dir', str(figs)]
     papermill('taf_vs_control.ipynb', tmp_path/'a.ipynb', *common, '-p', 'runs_dir', str(runs),
