@@ -52,25 +52,23 @@ def epoch_batches(n:int,             # number of training clips
     return [[idx[k * per:(k + 1) * per][m::accum_steps] for m in range(accum_steps)]
             for k in range(len(idx) // per)]
 
-# %% ../nbs/13_train.ipynb #814f8964
-def build_datasets(cfg:TrainConfig)->tuple: # (train Dataset, val Dataset)
-    "The training (random TSN sampling) and validation (centre clip, centre crop) sets of `cfg`."
-    # real datasets: per-item RNG from (seed, epoch, index)
-    kw = dict(cfg.synthetic) if cfg.dataset == 'synthetic' else {'seed': cfg.seed}
+# %% ../nbs/13_train.ipynb #e823eba2
+def _dataset_kw(cfg:TrainConfig)->dict: # keyword arguments of `build_dataset` shared by every split
+    kw = dict(cfg.synthetic) if cfg.dataset == 'synthetic' else {'seed': cfg.seed}  # real: per-item RNG
     size = kw.pop('size', None) if cfg.size is None else cfg.size   # synthetic: `size` may come from its dict
     kw.pop('num_frames', None)                                      # equal to cfg.num_frames (validate_config)
-    common = dict(root=cfg.root, num_frames=cfg.num_frames, size=size, **kw)
-    return (build_dataset(cfg.dataset, 'train', train=True, **common),
-            build_dataset(cfg.dataset, 'val', train=False, **common))
+    return dict(root=cfg.root, num_frames=cfg.num_frames, size=size, **kw)
+
+def build_datasets(cfg:TrainConfig)->tuple: # (train Dataset, val Dataset)
+    "The training (random TSN sampling) and validation (centre clip, centre crop) sets of `cfg`."
+    return (build_dataset(cfg.dataset, 'train', train=True, **_dataset_kw(cfg)),
+            build_dataset(cfg.dataset, 'val', train=False, **_dataset_kw(cfg)))
 
 def build_eval_dataset(cfg:TrainConfig, # the run's configuration
                        split:str='val', # 'val', 'test' (synthetic benchmark) or 'train' (with test transforms)
                       )->Dataset:
     "The clips of `split` with the test view (centre clip, centre crop), e.g. to report on `test`."
-    kw = dict(cfg.synthetic) if cfg.dataset == 'synthetic' else {'seed': cfg.seed}
-    size = kw.pop('size', None) if cfg.size is None else cfg.size
-    kw.pop('num_frames', None)
-    return build_dataset(cfg.dataset, split, train=False, root=cfg.root, num_frames=cfg.num_frames, size=size, **kw)
+    return build_dataset(cfg.dataset, split, train=False, **_dataset_kw(cfg))
 
 # %% ../nbs/13_train.ipynb #2d609b03
 def build_model(cfg:TrainConfig, num_classes:int)->nn.Module: # on the CPU, in training mode
