@@ -17,8 +17,9 @@ def test_baseline_recipe_smoke(tmp_path, papermill):
 
 
 def test_sensitivity_smoke(tmp_path, papermill):
+    store = tmp_path / 'store.json'
     papermill('sensitivity.ipynb', tmp_path / 'out.ipynb', '-p', 'profile', 'smoke', '-p', 'workers', '1',
-              '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'))
+              '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'), '-p', 'store', str(store))
     fig = tmp_path / 'fig'
     b, f = pd.read_csv(fig / 'sensitivity_baselines.csv'), pd.read_csv(fig / 'sensitivity.csv')
     assert set(b.regime) == {'permutation', 'keyframe-shortcut'}
@@ -28,3 +29,9 @@ def test_sensitivity_smoke(tmp_path, papermill):
     assert set(f[f.factor == 'baseline'].level) == {'weak recipe', '20 clips/class'}
     md = (fig / 'sensitivity.md').read_text()
     assert '## Regimes' in md and 'keyframe-shortcut' in md and (fig / 'sensitivity.png').stat().st_size > 0
+
+    # the store alone regenerates the tables: no runs folder, nothing trained
+    papermill('sensitivity.ipynb', tmp_path / 'again.ipynb', '-p', 'profile', 'smoke', '-p', 'train_missing', 'False',
+              '-p', 'out_dir', str(tmp_path / 'fig2'), '-p', 'runs_dir', str(tmp_path / 'none'), '-p', 'store', str(store))
+    assert not (tmp_path / 'none').exists()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'fig2' / 'sensitivity.csv'), f)
