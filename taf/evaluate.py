@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
-from .cam import forward_features, temporal_cam, normalize_cam, frame_mass
+from .cam import forward_features, cams_from_forward, temporal_cam, normalize_cam, frame_mass, upsample_cam
 from .corruptions import CORRUPTIONS
 from .repro import autocast
 
 # %% auto #0
 __all__ = ['topk_correct', 'confusion_matrix', 'per_class_accuracy', 'classification_metrics', 'predict', 'evaluate',
-           'ReorderedFrames', 'corruption_table', 'attention_stats', 'temporal_attention', 'attention_dataset']
+           'ReorderedFrames', 'corruption_table', 'attention_stats', 'temporal_attention', 'attention_dataset',
+           'clip_cams', 'dataset_cams', 'plot_frame_cams']
 
 # %% ../nbs/09_evaluate.ipynb #6115e168
 def topk_correct(logits:Tensor, # [N, K]
@@ -217,3 +218,86 @@ def attention_dataset(model:nn.Module, data, batch_size:int=16, device=None, amp
         x, y = x.to(device), torch.as_tensor(y).long().to(device)
         outs.append(temporal_attention(model, x, y if use_label else None, amp))
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+# %% ../nbs/09_evaluate.ipynb #54846900
+def clip_cams(model:nn.Module,       # has `cam_layer` and `frames_from_cam`
+              x:Tensor,              # clips [B, T, C, H, W]
+              target:Tensor|None=None, # class whose CAM is computed, LongTensor [B]; default: the prediction
+              amp:str='none',
+             )->tuple: # (raw CAMs [B, T, h, w] float32, logits [B, K] float32), both detached
+    "Grad-CAM of every frame (eq. 2, Grad-CAM sign, no normalisation) and the logits, from one forward in eval mode."
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), autocast(x.device, amp):
+            x = x.detach().requires_grad_(True)
+            logits, feats = forward_features(model, x)
+            if target is None: target = logits.argmax(1)
+            cam = cams_from_forward(logits, feats, target, mode=None, grad_of='logp')
+    finally: model.train(was_training)
+    return cam.detach().float(), logits.detach().float()
+
+def dataset_cams(model:nn.Module, data, # model and Dataset (or DataLoader) as for `predict`
+                 batch_size:int=16, device=None, amp:str='none',
+                 use_label:bool=True,   # CAM of the true class (else of the predicted class)
+                 indices=None,          # only these dataset indices
+                )->dict: # {'cam': [N, T, h, w], 'logits': [N, K], 'y': [N]}, on the CPU, in dataset order
+    "`clip_cams` on every clip of `data`."
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    cams, logits, ys = [], [], []
+    for x, y in _loader(data, batch_size, indices):
+        x, y = x.to(device), torch.as_tensor(y).long().to(device)
+        c, l = clip_cams(model, x, y if use_label else None, amp)
+        cams.append(c.cpu())
+        logits.append(l.cpu())
+        ys.append(y.cpu())
+    if not cams: raise ValueError("dataset_cams: the dataset is empty")
+    return {'cam': torch.cat(cams), 'logits': torch.cat(logits), 'y': torch.cat(ys)}
+
+# %% ../nbs/09_evaluate.ipynb #14ddebf9
+def _overlay_cams(cam:Tensor, size, scale:str)->Tensor: # [T, H, W] in [0, 1]
+    up = upsample_cam(cam.detach().float().cpu()[None], size)[0].clamp_min(0)
+    if scale == 'row': return up / up.max().clamp_min(1e-12)
+    if scale == 'frame': return up / up.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    raise ValueError(f"plot_frame_cams: cam_scale={scale!r}, expected 'row' or 'frame'")
+
+def _as_image(frame:Tensor)->np.ndarray: # [H, W, 3] or [H, W] in [0, 1]
+    f = frame.detach().float().cpu().clamp(0, 1)
+    return f[0].numpy() if f.shape[0] == 1 else f.permute(1, 2, 0).numpy()
+
+# %% ../nbs/09_evaluate.ipynb #ff7d3b6d
+def plot_frame_cams(rows:list,             # one (frames [T, C, H, W] in [0, 1], cam [T, h, w] or None) per row
+                    titles:list,           # one label per row, written left of it
+                    notes:list|None=None,  # per row: T strings written under its frames, or None
+                    col_titles:list|None=None, # strings above the columns (e.g. 'frame 1', ...)
+                    cam_scale:str='row',   # 'row': one maximum per row (frames comparable); 'frame': per frame
+                    alpha:float=0.5,       # opacity of the CAM over the frame
+                    cmap:str='jet',        # colour map of the CAM
+                    cell:float=1.3,        # size of one frame in inches
+                    suptitle:str|None=None,
+                   ): # a matplotlib Figure, one Axes per frame (rows x max T)
+    "Grid of clips, one row per entry, with the positive part of a per-frame CAM over the frames."
+    import matplotlib.pyplot as plt
+    if len(titles) != len(rows): raise ValueError(f"plot_frame_cams: {len(rows)} rows but {len(titles)} titles")
+    for i, (frames, cam) in enumerate(rows):
+        if frames.dim() != 4 or (cam is not None and (cam.dim() != 3 or cam.shape[0] != frames.shape[0])):
+            raise ValueError(f"plot_frame_cams: row {i}: expected frames [T, C, H, W] and cam [T, h, w] or None, got "
+                             f"{tuple(frames.shape)} and {None if cam is None else tuple(cam.shape)}")
+    T = max(f.shape[0] for f, _ in rows)
+    fig, axes = plt.subplots(len(rows), T, figsize=(cell * T + 1.2, cell * len(rows) + 0.6), squeeze=False,
+                             layout='constrained')   # leaves room for the row labels and a suptitle
+    for i, (frames, cam) in enumerate(rows):
+        ov = None if cam is None else _overlay_cams(cam, frames.shape[-2:], cam_scale)
+        for t, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t >= frames.shape[0]:
+                ax.axis('off')
+                continue
+            ax.imshow(_as_image(frames[t]), cmap='gray', vmin=0, vmax=1)
+            if ov is not None: ax.imshow(ov[t].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            if notes is not None and notes[i] is not None: ax.set_xlabel(notes[i][t], fontsize=8)
+            if i == 0 and col_titles is not None: ax.set_title(col_titles[t], fontsize=9)
+        axes[i, 0].set_ylabel(titles[i], fontsize=9, rotation=0, ha='right', va='center')
+    if suptitle: fig.suptitle(suptitle, fontsize=10)
+    return fig
