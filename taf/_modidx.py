@@ -501,6 +501,8 @@ d = { 'settings': { 'branch': 'main',
                            'taf.train.init_distributed': ('train.html#init_distributed', 'taf/train.py'),
                            'taf.train.load_model': ('train.html#load_model', 'taf/train.py'),
                            'taf.train.param_groups': ('train.html#param_groups', 'taf/train.py'),
+                           'taf.train.read_manifest': ('train.html#read_manifest', 'taf/train.py'),
                            'taf.train.run_key': ('train.html#run_key', 'taf/train.py'),
                            'taf.train.run_many': ('train.html#run_many', 'taf/train.py'),
-                           'taf.train.train': ('train.html#train', 'taf/train.py')}}}
+                           'taf.train.train': ('train.html#train', 'taf/train.py'),
+                           'taf.train.write_manifest': ('train.html#write_manifest', 'taf/train.py')}}}
