@@ -19,7 +19,8 @@ from .repro import get_device, git_info
 # %% auto #0
 __all__ = ['REGIMES', 'WEAK_RECIPE', 'SMOKE', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline',
            'measure_finetune', 'Study', 'paired', 'pm', 'ablation', 'ablation_table', 'ablation_markdown',
-           'markdown_table', 'ablation_plot']
+           'markdown_table', 'ablation_plot', 'cell_baseline', 'model_grid', 'model_grid_table', 'corruption_measure',
+           'corruption_rows']
 
 # %% ../nbs/15_study.ipynb #1931e40a
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -263,3 +264,88 @@ def ablation_plot(study:Study, levels:dict, # the study and levels given to `abl
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
+
+# %% ../nbs/15_study.ipynb #540209ec
+def cell_baseline(regime:str,      # a key of `REGIMES`
+                  arch:str,        # a key of `taf.models.MODELS`: 'tsm', 'tam', 'gst', 'tpn'
+                  num_frames:int,  # T: frames per clip, and clips rendered with T frames
+                  seed:int, out_dir:str|Path, # as for `regime_baseline`
+                  smoke:bool=False, # CI sizes (`SMOKE`)
+                 )->TrainConfig:
+    "The baseline of one Table 1 cell: `regime_baseline` with model `arch` on clips of `num_frames` frames."
+    native = regime_baseline(regime, seed, out_dir, smoke).num_frames
+    syn = {} if num_frames == native else {'num_frames': num_frames}
+    return regime_baseline(regime, seed, out_dir, smoke, syn, arch=arch, num_frames=num_frames)
+
+def model_grid(study:Study, cells:list, # (regime, arch, T) triples
+               seeds:list,              # seeds of every cell
+               runs:str|Path,           # runs folder of the study
+               smoke:bool=False,        # CI sizes
+               methods=('control', 'taf'), # fine-tunings of every baseline
+              )->Study:
+    "Per (regime, arch, T) cell and seed: the cell's baseline and its fine-tunings (ids `(regime, arch, T, seed)`)."
+    for r, a, T in cells:
+        native = regime_baseline(r, 0, '.', smoke).num_frames
+        for s in seeds:
+            folder = Path(runs) / r / f'seed{s}' / ('tuned' if (a, T) == ('tsm', native) else f'{a}-T{T}')
+            b = study.add_baseline((r, a, T, s), cell_baseline(r, a, T, s, folder / 'baseline', smoke))
+            for m in methods:
+                study.add_finetune((r, a, T, s), regime_finetune(b, m, smoke=smoke), regime=r, arch=a, T=T, seed=s,
+                                   method=m)
+    return study
+
+# %% ../nbs/15_study.ipynb #77c5179e
+def model_grid_table(study:Study,          # a study filled by `model_grid`
+                     paper:dict|None=None, # (regime, arch, T) -> the paper's (baseline, TAF) top-1 (%)
+                    )->pd.DataFrame: # one row per cell; accuracies and differences in %
+    "Per (regime, arch, T): test top-1 of baseline, control, TAF; paired differences; the paper's numbers."
+    fd = study.finetunes().reindex(columns=['regime', 'arch', 'T', 'seed', 'method', 'test'])
+    bd = study.baselines(('regime', 'arch', 'T', 'seed')).reindex(columns=['regime', 'arch', 'T', 'seed', 'test'])
+    rows = []
+    for r, a, T in dict.fromkeys(b[:3] for b in study.bases):
+        d, cell = fd[(fd.regime == r) & (fd.arch == a) & (fd['T'] == T)], (r, a, T)
+        ctl, taf = (d[d.method == m].set_index('seed').test.astype(float) for m in ('control', 'taf'))
+        b = bd[(bd.regime == r) & (bd.arch == a) & (bd['T'] == T)].set_index('seed').test.astype(float)
+        vc, vb = paired(taf - ctl), paired(taf - b)
+        pb, pt = (paper or {}).get(cell, (None, None))
+        ft = [j[2] for j in study.jobs if j[1][:3] == cell and j[2].method == 'taf']
+        rows.append(dict(regime=r, arch=a, T=T, seeds=len(taf), lr=study.bases[next(k for k in study.bases
+                         if k[:3] == cell)].lr, ft_lr=ft[0].lr if ft else None,
+                         baseline=100 * b.mean(), baseline_std=100 * b.std(ddof=1), control=100 * ctl.mean(),
+                         control_std=100 * ctl.std(ddof=1), taf=100 * taf.mean(), taf_std=100 * taf.std(ddof=1),
+                         taf_vs_control=100 * vc['mean'], taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'],
+                         p=vc['p'], reading=vc['reading'], taf_vs_baseline=100 * vb['mean'],
+                         taf_vs_baseline_std=100 * vb['std'], paper_baseline=pb, paper_taf=pt,
+                         paper_gain=None if pb is None else round(pt - pb, 1)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/15_study.ipynb #d5d3f694
+from .corruptions import CORRUPTIONS
+
+def corruption_measure(severities=(1, 2, 3, 4, 5), # ImageNet-C severities, each measured
+                       corruptions=None,   # names of `taf.corruptions.CORRUPTIONS`; None: all eight
+                       split:str='test',   # the evaluated split
+                       seed:int=0,         # seeds the corruptions' draws
+                       batch_size:int=32,  # evaluation batch (the draws are per batch)
+                      ): # fn(Evaluator, cfg, train result) -> dict, its `kind` as the attribute `.kind`
+    "A `Study` measurement: top-1/top-5 on `split`, clean and under each corruption at each severity."
+    cs = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    if bad := [c for c in cs if c not in CORRUPTIONS]:
+        raise ValueError(f"corruption_measure: unknown corruption(s) {bad}; expected names of {list(CORRUPTIONS)}")
+    def measure(ev:Evaluator, cfg:TrainConfig, res:dict)->dict:
+        model, ds, out = load_model(res['checkpoint'], device=ev.device), ev.data(cfg, split), {'lr': cfg.lr}
+        for c, s in [(None, 0), *((c, s) for c in cs for s in severities)]:
+            m = evaluate(model, ds, batch_size, ev.device, corruption=c, severity=s or 3, seed=seed)
+            out[f"{c or 'clean'}/{s}/top1"], out[f"{c or 'clean'}/{s}/top5"] = m['top1'], m['top5']
+        return {**out, split: out['clean/0/top1']}
+    measure.kind = (f"corruptions/{split}/s{''.join(map(str, severities))}/seed{seed}/b{batch_size}"
+                    + ('' if corruptions is None else '/' + '+'.join(cs)))
+    return measure
+
+def corruption_rows(df:pd.DataFrame, # one row per model, with `corruption_measure`'s columns
+                    ids:list,        # the columns that name a model, e.g. ['seed', 'method']
+                   )->pd.DataFrame:  # ids, corruption, severity (0: clean), top1, top5 (fractions)
+    "`corruption_measure`'s columns as long rows: one per model, corruption and severity."
+    keys = dict.fromkeys(c.rsplit('/', 1)[0] for c in df.columns if isinstance(c, str) and c.count('/') == 2)
+    return pd.DataFrame([{**{i: r[i] for i in ids}, 'corruption': k.split('/')[0], 'severity': int(k.split('/')[1]),
+                          'top1': r[f'{k}/top1'], 'top5': r[f'{k}/top5']} for _, r in df.iterrows() for k in keys])
