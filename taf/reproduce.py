@@ -12,7 +12,7 @@ from papermill.exceptions import PapermillExecutionError
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters',
-           'ReproduceError', 'run_notebook', 'write_report', 'reproduce']
+           'ReproduceError', 'run_notebook', 'read_claims', 'claims_section', 'write_report', 'reproduce']
 
 # %% ../nbs/16_reproduce.ipynb #86a043fd
 PROFILES = ('smoke', 'quick', 'full', 'paper')
@@ -112,7 +112,39 @@ def run_notebook(notebook, # the experiment notebook
                              f"executed notebook with the traceback: {output}") from None
     return time.perf_counter() - t0
 
-# %% ../nbs/16_reproduce.ipynb #e867a067
+# %% ../nbs/16_reproduce.ipynb #b541222e
+def read_claims(folder, # figures/<profile>
+               )->list: # one dict per claim: artefact, claim, paper, measured, agrees, basis
+    "The `claims` of every experiment's `<name>.meta.json` in `folder`: the tables, then the figures, in order."
+    out = []
+    for e in sorted(EXPERIMENTS, key=lambda e: (e.name.startswith('figure'), e.name)):
+        meta = Path(folder) / f'{e.name}.meta.json'
+        config = json.loads(meta.read_text()).get('config') if meta.exists() else None
+        claims = config.get('claims') if isinstance(config, dict) else None
+        out += [{'artefact': e.name, **c} for c in claims or []]
+    return out
+
+def claims_section(folder, # figures/<profile>
+                  )->list: # Markdown lines
+    "'What reproduces and what does not': one row per claim, and one sentence counting them."
+    cs, cell = read_claims(folder), lambda v: str(v).replace('|', '\\|')
+    yes = sum(c.get('agrees') is True for c in cs)
+    no = [c for c in cs if c.get('agrees') is False]
+    quiet = [c for c in no if str(c.get('basis', '')).startswith('no detectable effect')]
+    once = sum(str(c.get('basis', '')).endswith(': no test)') for c in quiet)   # one seed: no t-test possible
+    lines = ["## What reproduces and what does not", ""]
+    if not cs: return lines + ["No experiment in this folder recorded a claim of the paper.", ""]
+    lines += [f"{yes} of {len(cs)} claims of the paper reproduce in profile `{Path(folder).name}`; not reproduced: "
+              f"{len(no)} ({len(quiet)} no detectable effect, {once} of them measured once and so not testable; "
+              f"{len(no) - len(quiet)} a detectable effect against the paper); not measured: "
+              f"{len(cs) - yes - len(no)}. A claim reproduces only where the measured paired difference has the "
+              "paper's sign and p < 0.05 (`taf.study.claim`).", "",
+              "| artefact | claim | paper | measured | agrees | basis |", "|---|---|---|---|---|---|"]
+    word = {True: 'yes', False: 'no', None: 'not measured'}
+    return lines + [f"| `{c['artefact']}` | " + ' | '.join(cell(c.get(k, '')) for k in ('claim', 'paper', 'measured'))
+                    + f" | {word[c.get('agrees')]} | {cell(c.get('basis', ''))} |" for c in cs] + [""]
+
+# %% ../nbs/16_reproduce.ipynb #c2093d30
 def write_report(folder, # figures/<profile>
                  timings:dict|None=None, # {experiment: wall seconds} of this run
                 )->Path: # REPORT.md
@@ -120,7 +152,8 @@ def write_report(folder, # figures/<profile>
     folder = Path(folder)
     lines = [f"# taf: paper vs measured -- profile `{folder.name}`", "",
              "Every table below was written by its experiment notebook (`nbs/experiments/<name>.ipynb`); "
-             "run metadata (config, versions, git commit, device, wall time) is in `<name>.meta.json`.", ""]
+             "run metadata (config, versions, git commit, device, wall time) is in `<name>.meta.json`.", "",
+             *claims_section(folder)]
     for e in EXPERIMENTS:
         md = folder / f'{e.name}.md'
         if not md.exists(): continue
@@ -136,18 +169,21 @@ def write_report(folder, # figures/<profile>
     out.write_text('\n'.join(lines) + '\n')
     return out
 
-# %% ../nbs/16_reproduce.ipynb #74946b77
+# %% ../nbs/16_reproduce.ipynb #6eab09c9
 def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               only:str|list|None=None, # experiments to run (with what they need); None: all
               force:bool=False,   # delete the profile's cached runs of the selected experiments first
-              root='.',           # the repository (nbs/experiments, figures/, runs/ are below it)
+              root='.',           # the repository (nbs/experiments below it; figures/ and runs/ by default)
               extra:dict|None=None, # {experiment: {parameter: value}} passed on, checked like the others
               log:bool=False,     # stream each notebook's output
+              figures_dir=None,   # where `<profile>/` with the results goes; None: `root/figures`
+              runs_dir=None,      # where the trained runs go; None: `root/runs`
              )->dict: # {experiment: wall seconds}
     "Run the experiment notebooks of `profile` in dependency order and write `figures/<profile>/REPORT.md`."
     if profile not in PROFILES: raise ValueError(f"profile={profile!r}: expected one of {PROFILES}")
     root = Path(root).resolve()
-    nbs, figures, runs = root / 'nbs' / 'experiments', root / 'figures', root / 'runs'
+    nbs = root / 'nbs' / 'experiments'
+    figures, runs = Path(figures_dir or root / 'figures').resolve(), Path(runs_dir or root / 'runs').resolve()
     todo = [e for e in get_experiments(only) if e.profiles.get(profile, profile) is not None]
     plans = [(e, experiment_parameters(e, profile, figures, runs, (extra or {}).get(e.name))) for e in todo]
     for e, p in plans: check_parameters(nbs / f'{e.name}.ipynb', p)            # all checked before anything runs

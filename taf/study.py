@@ -352,7 +352,7 @@ def corruption_rows(df:pd.DataFrame, # one row per model, with `corruption_measu
     return pd.DataFrame([{**{i: r[i] for i in ids}, 'corruption': k.split('/')[0], 'severity': int(k.split('/')[1]),
                           'top1': r[f'{k}/top1'], 'top5': r[f'{k}/top5']} for _, r in df.iterrows() for k in keys])
 
-# %% ../nbs/15_study.ipynb #99ac1a24
+# %% ../nbs/15_study.ipynb #cbb1510b
 def claim(claim:str,                # the paper's claim in a few plain words
           paper:str,                # the paper's number or direction, e.g. '+1.3 (Table 1: 45.6 -> 46.9)'
           diffs,                    # per-seed paired differences the claim is about, e.g. TAF - control top-1
@@ -368,7 +368,7 @@ def claim(claim:str,                # the paper's claim in a few plain words
     n = f"{d['n']} {unit}{'s' if d['n'] > 1 else ''}"
     spread = '' if d['std'] != d['std'] else f" ± {scale * d['std']:.{digits}f}"
     test = f"p {d['p']:.2g}, {n}" if d['p'] == d['p'] else f"{n}: no test"
-    measured = f"{what} {scale * d['mean']:+.{digits}f}{spread} ({test})"
+    measured = f"{what}: {scale * d['mean']:+.{digits}f}{spread} ({test})"
     if paper_sign not in (1, -1): agrees, basis = None, 'not comparable: the paper gives no direction'
     elif d['reading'] == 'no detectable effect': agrees, basis = False, f"no detectable effect ({test})"
     else:
