@@ -121,6 +121,26 @@ def test_attack_reuses_the_clean_forward(tmp_path, data, baseline):
     for a, b in zip(out[0][2], out[1][2]): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+
+@pytest.mark.parametrize('method', ['taf', 'ce', 'baseline'])
+def test_a_training_step_reads_device_values_once(tmp_path, data, baseline, method, monkeypatch):
+    """A step reads values back from the device once (`.tolist()` of its statistics): on an accelerator every
+    other read (`.item()`, `bool()`, ...) would be a host-device sync. Counted on the CPU with the attack on its
+    accelerator path (no early exit on an all-clean batch, `taf.attack._nothing_to_attack`)."""
+    import taf.attack
+    monkeypatch.setattr(taf.attack, '_nothing_to_attack', lambda a: False)
+    t = Trainer(tiny_cfg(tmp_path, method=method, init=None if method == 'baseline' else baseline), *data)
+    micro = next(t._micro_batches(0, 0))
+    reads = []
+    for name in ('item', 'tolist', '__bool__', '__float__', '__int__', '__index__', 'numpy'):
+        orig = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _o=orig, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+    t.train_step(micro)
+    monkeypatch.undo()
+    assert reads == ['tolist'], reads
+
+
 def test_adversarial_term_goes_through_aux_bn_and_attack_keeps_main_stats(tmp_path, data, baseline):
     t = Trainer(tiny_cfg(tmp_path, method='taf', init=baseline), *data)
     duals = [m for m in t.model.modules() if isinstance(m, DualBatchNorm)]
