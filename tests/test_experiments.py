@@ -11,7 +11,8 @@ def test_taf_vs_control_smoke(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     r = subprocess.run([sys.executable, '-m', 'papermill', '-k', 'python3', '--cwd', str(NB.parent), str(NB),
                         str(tmp_path / 'executed.ipynb'), '-p', 'profile', 'smoke', '-p', 'out_dir', str(tmp_path / 'fig'),
-                        '-p', 'runs_dir', str(tmp_path / 'runs'), '-y', 'methods: [control, taf, ce]', '--no-progress-bar'],
+                        '-p', 'runs_dir', str(tmp_path / 'runs'), '-p', 'workers', '2',       # run_many's processes
+                        '-y', 'methods: [control, taf, ce]', '--no-progress-bar'],
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     fig = tmp_path / 'fig'
