@@ -22,7 +22,9 @@ def test_bench_smoke_writes_report(tmp_path):
     df = pd.read_csv(csv)
     steps = df[df.section == 'step'].set_index('variant')
     assert {'baseline', 'taf_k1', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped'} <= set(steps.index)
-    assert (steps.ratio > 0).all() and (steps.median_ms > 0).all() and (steps.mem_ratio > 0).all()
+    before = ['taf_k1_xgrad', 'taf_k1_nocache']                 # timed only: no memory profile
+    assert (steps.ratio > 0).all() and (steps.median_ms > 0).all()
+    assert (steps.mem_ratio.drop(before) > 0).all() and steps.mem_ratio[before].isna().all()
     assert steps.loc['baseline', 'ratio'] == 1.0
     assert (steps.loc[['taf_k1', 'ce_k1'], 'floor_ratio'] > 0).all()
     assert (df[df.section == 'part'].median_ms > 0).all()
