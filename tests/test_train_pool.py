@@ -25,3 +25,16 @@ def test_pool_yields_every_run_and_the_store_merges_writers(tmp_path):
     for i, c in enumerate(cfgs):                                # two stores opened before any put, written in turn
         (first if i % 2 else second).put(run_key(c), {'train_time_s': got[i]['train_time_s']})
     assert len(ResultStore(tmp_path / 'store.json')) == 3
+
+
+def test_study_in_two_processes_trains_and_stores_every_run_once(tmp_path):
+    from taf.study import Study, regime_finetune
+    study = Study(tmp_path / 'store.json', workers=2)
+    for s in (0, 1):
+        b = study.add_baseline(s, regime_baseline('permutation', s, tmp_path / f'seed{s}' / 'baseline', 'smoke'))
+        for m in ('control', 'taf'): study.add_finetune(s, regime_finetune(b, m, size='smoke'), seed=s, method=m)
+    assert study.run() > 0
+    assert len(study.store) == 6 and len(study.finetunes()) == 4 and study.finetunes().test.between(0, 1).all()
+    again = Study(tmp_path / 'store.json')                      # everything stored: nothing to train
+    again.bases, again.jobs = study.bases, study.jobs
+    assert again.run() == 0.0
