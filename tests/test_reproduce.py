@@ -2,10 +2,8 @@
 reads its manifest), one folder per profile, executed notebooks kept, REPORT.md, and bad names refused up front;
 every experiment notebook in the smoke profile (two at a time, sharing runs and a store), with the claims section of
 REPORT.md."""
-import json, os, re, subprocess, sys
+import json, re, subprocess, sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TAF = str(Path(sys.executable).parent / 'taf')
