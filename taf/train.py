@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, hashlib, json, math, os, time
 import multiprocessing as mp
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait, FIRST_COMPLETED
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from functools import partial
@@ -495,12 +495,23 @@ class TrainPool:
         futs = {self.submit(c): i for i, c in enumerate(cfgs)}
         for f in as_completed(futs): yield futs[f], f.result()
 
-def run_many(cfgs:list,        # TrainConfigs (independent of each other)
+def run_many(cfgs:list,        # TrainConfigs
              workers:int=1,    # processes; 1 = run here, one after the other
              threads:int=1,    # torch threads per worker process
+             after:dict|None=None, # {i: j}: `cfgs[i]` starts once `cfgs[j]` has finished; None: all independent
             )->list: # `cached_train`'s results, in the order of `cfgs`
-    "`cached_train` every configuration, reusing finished runs of the same configuration."
-    with TrainPool(min(workers, len(cfgs)), threads) as pool: out = dict(pool.run(cfgs))
+    "`cached_train` every configuration, reusing finished runs, each started as soon as the run it needs is done."
+    after, out, running = after or {}, {}, {}
+    bad = {i: j for i, j in after.items() if not (0 <= i < len(cfgs) and 0 <= j < len(cfgs)) or i == j}
+    if bad: raise ValueError(f"run_many: after={bad} names no other run of the {len(cfgs)} given")
+    waiting = list(range(len(cfgs)))
+    with TrainPool(min(workers, len(cfgs)), threads) as pool:
+        while waiting or running:
+            for i in [i for i in waiting if after.get(i) is None or after[i] in out]:
+                waiting.remove(i)
+                running[pool.submit(cfgs[i])] = i
+            if not running: raise ValueError(f"run_many: after={after} is circular; runs {waiting} can never start")
+            for f in wait(running, return_when=FIRST_COMPLETED)[0]: out[running.pop(f)] = f.result()
     return [out[i] for i in range(len(cfgs))]
 
 # %% ../nbs/13_train.ipynb #c1ef73da

@@ -1,6 +1,7 @@
 """Two processes that ask for the same run at once (two notebooks sharing a baseline under `taf reproduce --jobs 2`):
 one trains it, the other waits on the run folder's lock and reuses it; both results land in one shared store."""
 import json
+from pathlib import Path
 
 from taf.study import regime_baseline
 from taf.train import ResultStore, TrainPool, run_key, run_many
@@ -38,3 +39,14 @@ def test_study_in_two_processes_trains_and_stores_every_run_once(tmp_path):
     again = Study(tmp_path / 'store.json')                      # everything stored: nothing to train
     again.bases, again.jobs = study.bases, study.jobs
     assert again.run() == 0.0
+
+
+def test_run_many_starts_a_fine_tuning_once_its_baseline_is_done(tmp_path):
+    from taf.study import regime_finetune
+    base = [regime_baseline('permutation', s, tmp_path / f'seed{s}' / 'baseline', 'smoke') for s in (0, 1)]
+    fts = [regime_finetune(b, 'control', size='smoke') for b in base]       # init: the baseline's last.pt
+    res = run_many([*base, *fts], workers=2, after={2: 0, 3: 1})
+    assert [r['out_dir'] for r in res] == [c.out_dir for c in [*base, *fts]]
+    started = lambda c: (Path(c.out_dir) / 'config.json').stat().st_mtime      # written as a run starts
+    finished = lambda c: (Path(c.out_dir) / 'results.json').stat().st_mtime
+    assert all(started(f) >= finished(b) for b, f in zip(base, fts))
