@@ -5,11 +5,13 @@
 # %% ../nbs/15_study.ipynb #6c8811cc
 from __future__ import annotations
 import json, time
+from collections import Counter
 from concurrent.futures import wait, FIRST_COMPLETED
 from pathlib import Path
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
+import torch
 from scipy import stats
 from tqdm.auto import tqdm
 from .config import TrainConfig, get_recipe, finetune_config
@@ -19,9 +21,9 @@ from .repro import get_device, git_info
 
 # %% auto #0
 __all__ = ['REGIMES', 'WEAK_RECIPE', 'SIZES', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline',
-           'measure_finetune', 'Study', 'paired', 'pm', 'ablation', 'ablation_table', 'ablation_markdown',
-           'ablation_caption', 'markdown_table', 'ablation_plot', 'cell_baseline', 'model_grid', 'model_grid_table',
-           'corruption_measure', 'corruption_rows', 'claim', 'level_diff']
+           'measure_finetune', 'Study', 'device_label', 'trained_on', 'paired', 'pm', 'ablation', 'ablation_table',
+           'ablation_markdown', 'ablation_caption', 'markdown_table', 'ablation_plot', 'cell_baseline', 'model_grid',
+           'model_grid_table', 'corruption_measure', 'corruption_rows', 'claim', 'level_diff']
 
 # %% ../nbs/15_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -130,6 +132,12 @@ class Study:
     def job_key(self, job)->str: return self._key(self.bases[job[1]], job[2])
 
 # %% ../nbs/15_study.ipynb #8ac39642
+def device_label(device:str|None=None, # a `TrainConfig.device`; None: CUDA if available
+                )->str: # e.g. 'cpu, torch 2.14.1' or 'cuda: NVIDIA H200, torch 2.11.0+cu130'
+    "Where a run trains and is measured, as stored beside its measurements (the store mixes machines)."
+    d = get_device(device)
+    return (f"cuda: {torch.cuda.get_device_name(d)}" if d.type == 'cuda' else d.type) + f", torch {torch.__version__}"
+
 def _run(self:Study, train_missing:bool=True, # False: only report what the store holds
         )->float: # seconds spent training and measuring
     "Train and measure every run the store lacks in `workers` processes, each stored as soon as it finishes."
@@ -141,6 +149,7 @@ def _run(self:Study, train_missing:bool=True, # False: only report what the stor
           f"to train: {len(need) if train_missing else 0} + {len(todo) if train_missing else 0}")
     if not train_missing or not (need or todo): return 0.0
     commit, t0 = git_info()['commit'], time.perf_counter()
+    about = lambda cfg, run: dict(run=run, commit=commit, device=device_label(cfg.device))
     queue = [('baseline', b) for b in need]               # every fine-tuning to train has its baseline here
     cfg = lambda kind, x: self.bases[x] if kind == 'baseline' else x[2]
     with TrainPool(self.workers) as pool, tqdm(total=len(need) + len(todo), desc='runs') as bar:
@@ -154,11 +163,12 @@ def _run(self:Study, train_missing:bool=True, # False: only report what the stor
                 bar.update()
                 if kind == 'fine-tuning':
                     self.store.put(self.job_key(x), self.measure[1](self.ev, x[2], res),
-                                   run='/'.join(map(str, x[0].values())), commit=commit)
+                                   **about(x[2], '/'.join(map(str, x[0].values()))))
                     continue
                 m, k = self.measure[0](self.ev, self.bases[x], res), self.base_key(x)
                 if k not in self.store.refresh():
-                    self.store.put(k, m, run='/'.join(map(str, x if isinstance(x, tuple) else (x,))), commit=commit)
+                    run = '/'.join(map(str, x if isinstance(x, tuple) else (x,)))
+                    self.store.put(k, m, **about(self.bases[x], run))
                 elif (t := m.get('test')) != self.store[k].get('test'):
                     raise RuntimeError(f"baseline {x} retrained to test top-1 {t}, stored {self.store[k].get('test')}: "
                                        "training is not deterministic here, so its stored fine-tunings cannot be "
@@ -179,6 +189,12 @@ def _finetunes(self:Study)->pd.DataFrame:
     "One row per measured fine-tuning: its labels, then its measurements."
     return pd.DataFrame([{**j[0], **self.store[self.job_key(j)]} for j in self.jobs if self.job_key(j) in self.store])
 Study.baselines, Study.finetunes = _baselines, _finetunes
+
+def trained_on(study:Study)->str: # e.g. 'cpu, torch 2.14.1 (18 runs); cuda: NVIDIA H200, torch 2.11.0+cu130 (117 runs)'
+    "Where the study's measured runs were trained and measured: each device with its number of runs."
+    keys = [study.base_key(b) for b in study.bases] + [study.job_key(j) for j in study.jobs]
+    n = Counter(study.store.data[k].get('device', 'not recorded') for k in keys if k in study.store)
+    return '; '.join(f"{d} ({c} run{'s' * (c > 1)})" for d, c in n.items()) or 'nothing measured yet'
 
 # %% ../nbs/15_study.ipynb #1133ee1a
 def paired(diffs, # per-seed differences (fractions), e.g. TAF - control top-1
@@ -263,7 +279,8 @@ def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what
             f"`RECIPES['synthetic']` ({b0.epochs} epochs, lr {b0.lr}); fine-tunings {ft.epochs} epochs from lr "
             f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
             "**test** split; differences: paired per seed (points), `p`: t-test, `reading`: p < 0.05. Paper: SSV1, "
-            "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper).")
+            "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). "
+            f"Trained and measured on: {trained_on(study)}.")
 
 # %% ../nbs/15_study.ipynb #0ea0050f
 def markdown_table(df:pd.DataFrame, floatfmt:str='.2f')->str: # GitHub Markdown
