@@ -13,7 +13,8 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['NOISE_SEVERITY', 'BLUR_SIGMA', 'DEFOCUS', 'ZOOM_FACTORS', 'SNOW', 'BRIGHTNESS', 'CORRUPTIONS', 'CORRUPTION_COLUMNS',
            'gaussian_noise', 'speckle_noise', 'impulse_noise', 'gaussian_kernel1d', 'gaussian_blur', 'disk_kernel',
-           'defocus_blur', 'clipped_zoom', 'zoom_blur', 'motion_blur_layer', 'snow_layer', 'snow', 'brightness']
+           'defocus_blur', 'clipped_zoom', 'zoom_blur', 'motion_blur_layer', 'snow_layer', 'snow', 'brightness',
+           'unchanged_corruptions']
 
 # %% ../nbs/08_corruptions.ipynb #2801cddb
 def _check(x:Tensor, severity:int)->None:
@@ -232,3 +233,11 @@ CORRUPTION_COLUMNS = (('Noise', 'Gauss.', 'gaussian_noise'), ('Noise', 'Impulse'
                       ('Noise', 'Speckle', 'speckle_noise'), ('Blur', 'Gauss.', 'gaussian_blur'),
                       ('Blur', 'Defocus', 'defocus_blur'), ('Blur', 'Zoom', 'zoom_blur'),
                       ('Weather', 'Snow', 'snow'), ('Weather', 'Bright', 'brightness'))
+
+# %% ../nbs/08_corruptions.ipynb #5165db29
+def unchanged_corruptions(x:Tensor,                  # clips [B, T, C, H, W] at the size they are evaluated
+                          severities=(1, 2, 3, 4, 5), # the severities to check
+                         )->list: # (name, severity) pairs whose output equals `x` exactly
+    "The corruptions that leave clips of `x`'s size unchanged (ImageNet-C lengths scaled below one pixel)."
+    g = lambda: torch.Generator(x.device).manual_seed(0)
+    return [(n, s) for n, fn in CORRUPTIONS.items() for s in severities if torch.equal(fn(x, s, g()), x)]
