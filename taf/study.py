@@ -411,7 +411,8 @@ def claim(claim:str,                # the paper's claim in a few plain words
     d = paired(diffs)
     if not d['n']: return dict(claim=claim, paper=paper, measured='not measured', agrees=None, basis='not measured')
     n = f"{d['n']} {unit}{'s' if d['n'] > 1 else ''}"
-    num = lambda x, sign='': f"{x:{sign}.{digits}f}" if x == 0 or abs(x) >= 0.5 * 10 ** -digits else f"{x:{sign}.2g}"
+    num = lambda x, sign='': (f"{x:{sign}.{digits}f}" if abs(x) < 1e-12 or abs(x) >= 0.5 * 10 ** -digits  # 1e-12: 0
+                              else f"{x:{sign}.2g}")
     spread = '' if d['std'] != d['std'] else f" ± {num(scale * d['std'])}"
     test = f"p {d['p']:.2g}, {n}" if d['p'] == d['p'] else f"{n}: no test"
     measured = f"{what}: {num(scale * d['mean'], '+')}{spread} ({test})"
