@@ -149,7 +149,7 @@ def _run(self:Study, train_missing:bool=True, # False: only report what the stor
           f"to train: {len(need) if train_missing else 0} + {len(todo) if train_missing else 0}")
     if not train_missing or not (need or todo): return 0.0
     commit, t0 = git_info()['commit'], time.perf_counter()
-    about = lambda cfg, run: dict(run=run, commit=commit, device=device_label(cfg.device))
+    about = lambda cfg, ids: dict(run='/'.join(map(str, ids)), commit=commit, device=device_label(cfg.device))
     queue = [('baseline', b) for b in need]               # every fine-tuning to train has its baseline here
     cfg = lambda kind, x: self.bases[x] if kind == 'baseline' else x[2]
     with TrainPool(self.workers) as pool, tqdm(total=len(need) + len(todo), desc='runs') as bar:
@@ -163,12 +163,11 @@ def _run(self:Study, train_missing:bool=True, # False: only report what the stor
                 bar.update()
                 if kind == 'fine-tuning':
                     self.store.put(self.job_key(x), self.measure[1](self.ev, x[2], res),
-                                   **about(x[2], '/'.join(map(str, x[0].values()))))
+                                   **about(x[2], x[0].values()))
                     continue
                 m, k = self.measure[0](self.ev, self.bases[x], res), self.base_key(x)
                 if k not in self.store.refresh():
-                    run = '/'.join(map(str, x if isinstance(x, tuple) else (x,)))
-                    self.store.put(k, m, **about(self.bases[x], run))
+                    self.store.put(k, m, **about(self.bases[x], x if isinstance(x, tuple) else (x,)))
                 elif (t := m.get('test')) != self.store[k].get('test'):
                     raise RuntimeError(f"baseline {x} retrained to test top-1 {t}, stored {self.store[k].get('test')}: "
                                        "training is not deterministic here, so its stored fine-tunings cannot be "
