@@ -1,5 +1,6 @@
-# taf: two commands do everything on a fresh machine (Python 3.11):
+# taf: three commands do everything on a fresh machine (Python 3.11):
 #   make reproduce   -- set up .venv, then run the reproduction (papermill experiment notebooks)
+#   make lab         -- set up .venv, then JupyterLab on nbs/ (the venv's python3 kernel) to read and run the notebooks
 #   make test        -- set up .venv, then the whole test suite (sync/clean checks, nbdev_test, pytest)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -10,10 +11,11 @@ PROFILE ?= quick
 # tests run 2 processes in parallel on 2 cores: one torch/OpenMP thread each avoids oversubscription
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: venv reproduce test check nbtest pytest export clean-nbs help
+.PHONY: venv reproduce lab test check nbtest pytest export clean-nbs help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|quick|full|paper]  # run the experiment notebooks, write figures/PROFILE/"
+	@echo "make lab                                    # JupyterLab on nbs/: read and run the notebooks"
 	@echo "make test                                   # whole test suite"
 
 $(BIN)/activate:
@@ -35,6 +37,14 @@ venv: $(VENV)/.installed
 # results, executed notebooks and REPORT.md in figures/$(PROFILE)/
 reproduce: venv
 	$(BIN)/taf reproduce --profile $(PROFILE)
+
+# ---- reading the notebooks ---------------------------------------------------------------------
+# JupyterLab from the venv on nbs/; the notebooks run in the venv's `python3` kernel (installed by `make venv`).
+# Jupyter refuses to run as root unless told (a container's shell): LAB_ARGS adds options, e.g. --no-browser
+LAB_ARGS ?=
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=nbs --MappingKernelManager.default_kernel_name=python3 \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # ---- tests -----------------------------------------------------------------------------------
 test: venv check nbtest pytest

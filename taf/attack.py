@@ -12,7 +12,7 @@ from torch import Tensor
 from .cam import forward_features, cams_from_forward, cam_loss
 
 # %% auto #0
-__all__ = ['RULES', 'attack_targets', 'preserved_buffers', 'temporal_attack', 'ce_attack', 'noise_augment', 'taf_objective']
+__all__ = ['RULES', 'attack_targets', 'preserved_buffers', 'temporal_attack', 'ce_attack', 'noise_augment']
 
 # %% ../nbs/06_attack.ipynb #85c20d99
 RULES = ('taf', 'correct', 'wrong')
@@ -136,17 +136,3 @@ def noise_augment(x:Tensor,            # clean clips, [B, T, C, H, W] in [0, 1]
     x_noisy = (x.detach() + delta.clamp(-eps, eps)).clamp(0, 1)
     mask = _mask(attacked, x.shape[0], x.device).view(-1, *([1] * (x.dim() - 1)))
     return torch.where(mask, x_noisy, x.detach())
-
-# %% ../nbs/06_attack.ipynb #89601e8d
-def taf_objective(loss_clean:Tensor, # mean clean cross-entropy (+ aux head), scalar
-                  ce_adv:Tensor,     # per-clip adversarial cross-entropy [B] (+ aux head)
-                  attacked:Tensor,   # BoolTensor [B] from the label rule
-                  alpha:float=0.7,   # weight of the clean term
-                  unattacked:str='drop', # 'drop': unattacked clips have no adversarial term; 'keep': they do
-                 )->tuple: # (loss, adversarial term)
-    "Eq. 7 for one batch: alpha * clean + (1 - alpha) * adversarial (averaged over all B clips)."
-    if unattacked not in ('drop', 'keep'):
-        raise ValueError(f"taf_objective: unattacked={unattacked!r}, expected 'drop' or 'keep'")
-    w = attacked.to(ce_adv.dtype) if unattacked == 'drop' else torch.ones_like(ce_adv)
-    adv = (w * ce_adv).sum() / ce_adv.shape[0]
-    return alpha * loss_clean + (1 - alpha) * adv, adv

@@ -5,33 +5,28 @@
 # %% ../nbs/17_bench.ipynb #e0dc56d0
 from __future__ import annotations
 import copy, itertools, os, platform, tempfile, time
-from contextlib import nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
-from unittest.mock import patch
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from .synthetic import get_config, write_ssv1, write_ssv2, write_diving48  # before decord (libvpx clash)
 from .datasets import build_dataset
 from .models import create_model
-from .dualbn import convert_dual_bn, strip_dual_bn, adversarial_path
-import taf.cam
-from .cam import forward_features, cams_from_forward, cam_loss
-from .attack import attack_targets
-from .methods import method_loss, AdvSettings
+from .dualbn import convert_dual_bn, strip_dual_bn
+from .methods import METHODS, AdvSettings, method_loss, clean_forward, perturb_batch, adversarial_loss
+from .profiles import PROFILES, get_profile
 from .repro import get_device, write_run_metadata
 from torch.profiler import profile, ProfilerActivity
 
 # %% auto #0
-__all__ = ['PROFILES', 'FLOOR_PARTS', 'PAPER_EXTRA', 'WRITERS', 'BenchConfig', 'timed', 'alternate', 'summarize', 'ratio_text',
-           'peak_memory', 'step_variants', 'floor_variants', 'build_models', 'bench_model', 'run_cost', 'loader_rate',
-           'pipeline_bench', 'profile_step', 'machine_info', 'bench', 'ratio_table', 'floor_table', 'cost_table',
-           'report_markdown', 'bench_report', 'bench_main']
+__all__ = ['FLOOR_PARTS', 'PAPER_EXTRA', 'WRITERS', 'BenchConfig', 'bench_config', 'timed', 'alternate', 'summarize',
+           'ratio_text', 'peak_memory', 'step_variants', 'floor_variants', 'build_models', 'bench_model', 'run_cost',
+           'loader_rate', 'pipeline_bench', 'profile_step', 'machine_info', 'bench', 'ratio_table', 'floor_table',
+           'cost_table', 'report_markdown', 'bench_report', 'bench_main']
 
 # %% ../nbs/17_bench.ipynb #a6d7d91d
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class BenchConfig:
     pipeline_clips:int=24        # training clips per format
     pipeline_frames:int=8        # T sampled per clip
     profile_top:int=15           # rows of the torch.profiler table of one TAF step (0: none)
-    focus:tuple=('tsm',)         # archs of the 1.10x-of-floor target: `focus_reps`, the before-the-change steps
+    focus:tuple=('tsm',)         # archs of the 1.10x-of-floor target, timed with `focus_reps` repetitions
     focus_reps:int=7             # timed repetitions of the `focus` archs
     baseline_epochs:int=50       # baseline training (TSM on SSV1: 50 epochs)
     finetune_epochs:int=15       # TAF fine-tuning (§4.1: 15 epochs)
@@ -65,14 +60,13 @@ class BenchConfig:
 
     def width(self, backbone:str)->int: return self.width_r18 if backbone == 'resnet18' else self.width_r50
 
-PROFILES = {
-    'smoke': BenchConfig(archs=('tsm',), backbones=('resnet18',), frames=(8,), size=32, width_r18=8, warmup=1, reps=3,
-                         focus_reps=3, pipeline_workers=(0,), pipeline_source=32, pipeline_file_frames=8,
-                         pipeline_clips=4, profile_top=5),
-    'quick': BenchConfig(),
-    'full': BenchConfig(batch=8, size=224, width_r18=64, width_r50=64, warmup=3, reps=10, focus_reps=10,
-                        pipeline_clips=64),
-}
+# %% ../nbs/17_bench.ipynb #b8c8b463
+def bench_config(profile:str, # a profile of `taf.profiles` with bench settings: 'smoke', 'quick' or 'full'
+                )->BenchConfig:
+    "The `BenchConfig` of `profile`: the defaults with the profile's `bench` overrides."
+    names = [n for n, p in PROFILES.items() if p.bench is not None]
+    if profile not in names: raise ValueError(f"taf bench: profile {profile!r}, expected one of {names}")
+    return BenchConfig(**get_profile(profile).bench)
 
 # %% ../nbs/17_bench.ipynb #59ec08f8
 def _sync(device):
@@ -135,78 +129,32 @@ def peak_memory(fn, # fn() does the work
 # %% ../nbs/17_bench.ipynb #cf500d58
 def _sgd(model, lr): return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
-def _frames_on_graph_before(model, o):
-    "`taf.cam._frames_on_graph` before the cache: the index map built, and a gather, at every forward."
-    feats = model.frames_from_cam(o)
-    idx = model.frames_from_cam(torch.arange(o.numel(), device=o.device).view(o.shape))
-    inv = torch.empty_like(idx.reshape(-1))
-    inv[idx.reshape(-1)] = torch.arange(idx.numel(), device=o.device)
-    return feats, feats.reshape(-1)[inv].view(o.shape)
-
-def _step(model, opt, x, y, method, s, input_grad=False, nocache=False):
+def _step(model, opt, x, y, method, s):
     "One training step of `method` as the trainer does it: loss, backward (to the parameters), SGD step."
-    with patch.object(taf.cam, '_frames_on_graph', _frames_on_graph_before) if nocache else nullcontext():
-        loss = method_loss(model, x, y, method, s).loss
-    if input_grad: loss.backward()                         # before: also the input clips' gradient
-    else: loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
+    loss = method_loss(model, x, y, method, s).loss
+    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 def _eval(model, x):
     with torch.no_grad(): model(x)
 
-_BEFORE = ('taf_k1_xgrad', 'taf_k1_nocache')     # the TAF step before two changes (timed on `focus` archs)
-
 def step_variants(base:nn.Module, # plain model in training mode
                   dual:nn.Module, # its dual-BN copy, in training mode
                   x:Tensor, y:Tensor, # a batch: clips [B, T, C, H, W] in [0, 1], labels [B]
                   lr:float=1e-3, # SGD learning rate
-                  diagnose:bool=True, # also the before-the-change TAF steps `taf_k1_xgrad` and `taf_k1_nocache`
                  )->dict: # {name: fn()} of the training steps and the eval forwards
     "The full steps: baseline, TAF K=1, TAF K=3, CE-based K=1, and eval of the baseline vs stripped model."
     base_eval, stripped = copy.deepcopy(base).eval(), strip_dual_bn(copy.deepcopy(dual)).eval()
     ob, od = _sgd(base, lr), _sgd(dual, lr)
-    before = {'taf_k1_xgrad': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=1), input_grad=True),
-              'taf_k1_nocache': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=1), nocache=True)}
     return {'baseline': lambda: _step(base, ob, x, y, 'baseline', AdvSettings()),
             'taf_k1': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=1)),
-            **(before if diagnose else {}),
             'taf_k3': lambda: _step(dual, od, x, y, 'taf', AdvSettings(steps=3)),
             'ce_k1': lambda: _step(dual, od, x, y, 'ce', AdvSettings(steps=1)),
             'eval_baseline': lambda: _eval(base_eval, x),
             'eval_stripped': lambda: _eval(stripped, x)}
 
-# %% ../nbs/17_bench.ipynb #71addd19
-def _clean(model, x, y, s):
-    "Clean forward with CAM features, clean loss and the label rule, as `method_loss` does for K=1."
-    aux_w = float(getattr(model, 'aux_weight', 0.0) or 0.0)
-    xr = x.detach().requires_grad_(True)
-    logits, feats, aux = forward_features(model, xr, return_aux=True) if aux_w > 0 else (
-        *forward_features(model, xr), None)
-    loss = F.cross_entropy(logits.float(), y)
-    if aux is not None: loss = loss + aux_w * F.cross_entropy(aux.float(), y)
-    target, attacked = attack_targets(logits.detach(), y, s.label_rule)
-    return xr, logits, feats, loss, target, attacked
-
-def _input_grad(xr, logits, feats, y, target, attacked, s, kind):
-    "The input gradient of the attack objective (TAF: CAM loss by double backprop; CE: cross-entropy) + sign step."
-    if kind == 'taf':
-        cam = cams_from_forward(logits, feats, target, create_graph=True, mode=s.cam_mode, grad_of=s.cam_grad)
-        obj = (cam_loss(cam, xr.shape[1] if s.n_nonkey is None else s.n_nonkey) * attacked).sum()
-    else: obj = (F.cross_entropy(logits.float(), y, reduction='none') * attacked).sum()
-    g, = torch.autograd.grad(obj, xr, retain_graph=True)
-    x0 = xr.detach()
-    return torch.min(torch.max(x0 + s.step_size * g.sign(), x0 - s.eps), x0 + s.eps).clamp(0, 1)
-
 # %% ../nbs/17_bench.ipynb #9acc4f7e
-def _adv_fwd_bwd(model, x_adv, y, s):
-    aux_w = float(getattr(model, 'aux_weight', 0.0) or 0.0)
-    with adversarial_path(model):
-        logits, aux = model(x_adv, return_aux=True) if aux_w > 0 else (model(x_adv), None)
-        ce = F.cross_entropy(logits.float(), y, reduction='none')
-        if aux is not None: ce = ce + aux_w * F.cross_entropy(aux.float(), y, reduction='none')
-    ((1 - s.alpha) * ce.mean()).backward()
-
 def _clean_params(model):
     "Parameters the clean path uses (all but the aux BNs')."
     aux = {id(p) for m in model.modules() if hasattr(m, 'aux') and hasattr(m, 'main') for p in m.aux.parameters()}
@@ -219,9 +167,9 @@ def floor_variants(dual:nn.Module, # dual-BN model in training mode
                    lr:float=1e-3, # SGD learning rate
                    device='cpu', # for CUDA synchronisation
                   )->dict: # {part: fn() -> seconds}
-    "The unavoidable parts of a TAF / CE-based K=1 step, each a variant timing only itself."
+    "The parts of a TAF / CE-based K=1 step -- `taf.methods`' public steps, backward, SGD -- each timing itself."
     opt, params = _sgd(dual, lr), _clean_params(dual)
-    def _t(setup, part, cleanup=None):
+    def _t(setup, part):
         def run():
             state = setup()
             _sync(device)
@@ -232,16 +180,17 @@ def floor_variants(dual:nn.Module, # dual-BN model in training mode
             dual.zero_grad(set_to_none=True)
             return dt
         return run
-    fwd = lambda: _clean(dual, x, y, s)
-    adv_x = lambda: (x + s.step_size * torch.randn_like(x).sign()).clamp(0, 1)
+    fwd = lambda: clean_forward(dual, x, y, reuse=True)
+    perturb = lambda m: lambda c: perturb_batch(dual, METHODS[m], c, y, s, reuse=True)
+    adv_x = lambda: ((x + s.step_size * torch.randn_like(x).sign()).clamp(0, 1), torch.ones_like(y, dtype=torch.bool))
     def grads():
         for p in dual.parameters(): p.grad = torch.zeros_like(p)
     return {'fwd': _t(lambda: None, lambda _: fwd()),
-            'cam_grad': _t(fwd, lambda st: _input_grad(*st[:3], y, *st[4:], s, 'taf')),
-            'ce_grad': _t(fwd, lambda st: _input_grad(*st[:3], y, *st[4:], s, 'ce')),
-            'adv': _t(adv_x, lambda xa: _adv_fwd_bwd(dual, xa, y, s)),
-            'clean_bwd': _t(fwd, lambda st: (s.alpha * st[3]).backward(inputs=params)),
-            'clean_bwd_dx': _t(fwd, lambda st: (s.alpha * st[3]).backward()),
+            'cam_grad': _t(fwd, perturb('taf')),
+            'ce_grad': _t(fwd, perturb('ce')),
+            'adv': _t(adv_x, lambda xa: ((1 - s.alpha) * adversarial_loss(dual, xa[0], y, xa[1], s)).backward()),
+            'clean_bwd': _t(fwd, lambda c: (s.alpha * c.loss).backward(inputs=params)),
+            'clean_bwd_dx': _t(fwd, lambda c: (s.alpha * c.loss).backward()),
             'sgd': _t(grads, lambda _: (opt.step(), opt.zero_grad(set_to_none=True)))}
 
 FLOOR_PARTS = {'taf_k1': ('fwd', 'cam_grad', 'adv', 'clean_bwd', 'sgd'),
@@ -267,7 +216,7 @@ def bench_model(arch:str, backbone:str, T:int, # model, backbone, frames
     "Time (and measure the memory of) every variant of one model, alternating repetitions."
     base, dual, x, y = build_models(arch, backbone, T, cfg, device)
     focus = arch in cfg.focus
-    steps = step_variants(base, dual, x, y, cfg.lr, diagnose=focus)
+    steps = step_variants(base, dual, x, y, cfg.lr)
     parts = floor_variants(dual, x, y, AdvSettings(), cfg.lr, device)
     times = alternate({**{k: timed(f, device) for k, f in steps.items()}, **parts},
                       cfg.focus_reps if focus else cfg.reps, cfg.warmup)
@@ -275,8 +224,7 @@ def bench_model(arch:str, backbone:str, T:int, # model, backbone, frames
                     **summarize(v)) for k, v in times.items()}
     for k, parts_k in FLOOR_PARTS.items(): rows[k]['floor_ms'] = sum(rows[p]['median_ms'] for p in parts_k)
     if cfg.memory:
-        for k, f in steps.items():
-            if k not in _BEFORE: rows[k]['peak_mb'] = peak_memory(f, device) / 2**20   # "before" steps: time only
+        for k, f in steps.items(): rows[k]['peak_mb'] = peak_memory(f, device) / 2**20
     df = pd.DataFrame(list(rows.values()))
     ref = {k: rows['eval_baseline' if k.startswith('eval') else 'baseline'] for k in rows}
     df['ratio'] = [r['median_ms'] / ref[r['variant']]['median_ms'] for r in rows.values()]
@@ -361,12 +309,12 @@ def machine_info(device='cpu')->dict: # cpu, cores, torch, threads, device, load
                 load=os.getloadavg() if hasattr(os, 'getloadavg') else None)
 
 # %% ../nbs/17_bench.ipynb #309080d8
-def bench(cfg:BenchConfig|str='quick', # settings or a key of `PROFILES`
+def bench(cfg:BenchConfig|str='quick', # settings or a profile name (`bench_config`)
           device:str|None=None, # 'cpu', 'cuda', ...; None: CUDA if available
           verbose:bool=False, # print one line per model
          )->pd.DataFrame: # one row per (model, variant), floor part, pipeline setting; settings in `.attrs`
     "Run the benchmark: step variants, floors and memory per model, the input pipeline, one profiled step."
-    cfg = PROFILES[cfg] if isinstance(cfg, str) else cfg
+    cfg = bench_config(cfg) if isinstance(cfg, str) else cfg
     dev = get_device(device)
     t0, load0 = time.perf_counter(), machine_info(dev)['load']
     frames = []
@@ -389,7 +337,7 @@ def bench(cfg:BenchConfig|str='quick', # settings or a key of `PROFILES`
     return out
 
 # %% ../nbs/17_bench.ipynb #63ad39ff
-_SHOW = ('baseline', 'taf_k1', 'taf_k1_xgrad', 'taf_k1_nocache', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped')
+_SHOW = ('baseline', 'taf_k1', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped')
 
 def _md(df:pd.DataFrame)->str:
     "A DataFrame as a GitHub Markdown table (no extra dependency)."
@@ -462,9 +410,11 @@ def report_markdown(df:pd.DataFrame)->str: # the text of bench.md
     if len(ft):
         out += ["", "## Floor of the K=1 steps (median ms of each part, timed alone)", "",
                 "floor(taf_k1) = fwd + cam_grad + adv + clean_bwd + sgd; floor(ce_k1) = fwd + ce_grad + adv + "
-                "clean_bwd + sgd. `clean_bwd_dx` (not in the floor) is the clean backward that also computes "
-                "dL/dx, as the full step's `loss.backward()` does because the clean forward ran on "
-                "`x.requires_grad_()`.", "",
+                "clean_bwd + sgd, where fwd, cam_grad / ce_grad and adv time the public steps of `method_loss` "
+                "(`taf.methods.clean_forward`, `perturb_batch`, `adversarial_loss` + its backward). "
+                "`clean_bwd_dx` (not in the floor) is the clean backward that also computes dL/dx, what a plain "
+                "`loss.backward()` would do because the clean forward ran on `x.requires_grad_()` (the step "
+                "computes the parameters' gradients only).", "",
                 _md(ft.map(lambda v: _f(v) if isinstance(v, float) else v))]
     ct = cost_table(df, cfg)
     if len(ct):
@@ -495,11 +445,12 @@ def bench_report(df:pd.DataFrame, # from `bench`
                  out:str|Path='figures', # folder for bench.md, bench.csv, bench.meta.json
                  profile:str|None=None, # name of the profile, recorded in the metadata
                 )->dict: # {'md': path, 'csv': path, 'meta': path}
-    "Write the Markdown report, every row as CSV, and the run's metadata."
+    "Write the Markdown report (with the history kept in `out/bench_history.md`), every row as CSV, the metadata."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {'md': out / 'bench.md', 'csv': out / 'bench.csv', 'meta': out / 'bench.meta.json'}
-    paths['md'].write_text(report_markdown(df))
+    hist = out / 'bench_history.md'                # earlier measurements, written by hand
+    paths['md'].write_text(report_markdown(df) + ('\n' + hist.read_text() if hist.exists() else ''))
     df.to_csv(paths['csv'], index=False)
     m = df.attrs.get('machine', {})
     write_run_metadata(paths['meta'], df.attrs.get('config'), m.get('device'), profile=profile,
@@ -507,13 +458,13 @@ def bench_report(df:pd.DataFrame, # from `bench`
     return paths
 
 # %% ../nbs/17_bench.ipynb #9556339d
-def bench_main(profile:str='quick', # a key of `PROFILES`
+def bench_main(profile:str='quick', # a profile with bench settings: 'smoke', 'quick' or 'full'
                out:str|Path='figures', # folder of the report
                device:str|None=None, # None: CUDA if available
               )->int: # exit status
     "Run `bench` with a profile and write the report (the `taf bench` command)."
-    if profile not in PROFILES: raise ValueError(f"taf bench: profile {profile!r}, expected one of {list(PROFILES)}")
+    cfg = bench_config(profile)
     print(f"[taf] bench: profile {profile}, device {get_device(device)}", flush=True)
-    paths = bench_report(bench(profile, device, verbose=True), out, profile)
+    paths = bench_report(bench(cfg, device, verbose=True), out, profile)
     print(f"[taf] bench: results -> {paths['md']}, {paths['csv']}, {paths['meta']}", flush=True)
     return 0

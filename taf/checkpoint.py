@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_checkpoint.ipynb #9a0c4b8b
 from __future__ import annotations
-import os, random
+import os, random, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -34,14 +34,18 @@ def load_checkpoint(path, # a checkpoint written by `taf.train.Trainer` (or a ba
     "Load a run checkpoint safely (`weights_only=True`) and check that it is the one expected."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt file?): "
-                         f"{type(e).__name__}: {e}") from e
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')  # torch's note on a foreign pickle
+            ck = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError: raise ValueError(f"checkpoint {path} cannot be read: permission denied") from None
+    except Exception as e:  # UnpicklingError, RuntimeError (no zip archive), EOFError, KeyError (text) ...
+        raise ValueError(f"{path} is not a taf checkpoint: it cannot be read as one ({type(e).__name__}; "
+                         "truncated, corrupt or not written by taf)") from None
     if isinstance(ck, dict) and 'model' not in ck and ck and all(isinstance(v, Tensor) for v in ck.values()):
         ck = {'model': ck, 'meta': {}}                       # a bare state dict
     if not isinstance(ck, dict) or 'model' not in ck:
-        raise ValueError(f"{path}: not a taf checkpoint (no 'model' entry)")
+        raise ValueError(f"{path} is not a taf checkpoint (no 'model' entry)")
     meta = ck.get('meta', {})
     for k, v in (expect or {}).items():
         if k in meta and meta[k] != v:

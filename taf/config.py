@@ -10,8 +10,7 @@ from pathlib import Path
 from .repro import get_device
 from .datasets import DATASET_NAMES
 from .models import ARCHS
-from .attack import RULES
-from .methods import AdvSettings, get_method, method_names
+from .methods import AdvSettings, check_adv, get_method, method_names
 from .checkpoint import load_checkpoint
 
 # %% auto #0
@@ -20,7 +19,7 @@ __all__ = ['RECIPES', 'TrainConfig', 'validate_config', 'get_recipe', 'config_fr
 
 # %% ../nbs/12_config.ipynb #24eded2a
 @dataclass
-class TrainConfig:
+class TrainConfig(AdvSettings):
     "Every setting of a training run; defaults = TSM's Something-Something V1 recipe and TAF's settings."
     # -- data
     dataset:str='ssv1'           # 'synthetic', 'ssv1', 'ssv2' or 'diving48'
@@ -47,20 +46,9 @@ class TrainConfig:
     clip_grad:float|None=20.0    # max global gradient norm (TSM: --gd 20); None = no clipping
     tsm_policies:bool=True       # TSM's parameter groups: bias 2x lr no wd, BN no wd, classifier 5x/10x lr
     accum_steps:int=1            # micro-batches per optimizer step (per process)
-    # -- method
+    # -- method (the settings of its adversarial term are inherited from AdvSettings)
     method:str='baseline'        # 'baseline', 'control', 'taf', 'ce', 'advprop', 'noise' or 'augment:<name>'
     init:str|None=None           # checkpoint to fine-tune from (required by the fine-tuning methods)
-    alpha:float=0.7              # weight of the clean loss in eq. 7
-    eps:float=64/255             # attack budget epsilon (pixel units, l_inf)
-    step_size:float=32/255       # attack step beta
-    steps:int=1                  # attack iterations K
-    n_nonkey:int|None=None       # N attacked non-key frames; None = T
-    label_rule:str='taf'         # 'taf' (++C ++W), 'correct' (++C -W) or 'wrong' (-C ++W), Table 6(b)
-    cam_mode:str='max'           # eq. 3 normalisation: 'max' (as printed) or 'minmax'
-    cam_grad:str='ce'            # CAM gradient of eq. 2: 'ce' (dL_ce/dF, as printed) or 'logp' (Grad-CAM's sign)
-    reuse_forward:bool=True      # the attack's first step reuses the clean forward (K=1: one forward less)
-    unattacked:str='drop'        # clips the label rule leaves out: 'drop' (no adversarial term) or 'keep'
-    attack_dropout:bool=True     # the attack sees the model with dropout on (training mode, as the clean forward)
     augment_kw:dict=field(default_factory=dict) # keyword settings of the augmentation of method 'augment:<name>'
     # -- run
     seed:int=0                   # seeds model init, data order, dropout, attack labels
@@ -113,16 +101,7 @@ def _check_optim(c:TrainConfig, world_size:int):
 def _check_method(c:TrainConfig):
     try: get_method(c.method)
     except ValueError: raise _bad('method', c.method, f"one of {method_names()}") from None
-    if not 0 <= c.alpha <= 1: raise _bad('alpha', c.alpha, "0 <= alpha <= 1")
-    if not c.eps >= 0: raise _bad('eps', c.eps, ">= 0 (l_inf budget in pixel units, e.g. 64/255)")
-    if not c.step_size >= 0: raise _bad('step_size', c.step_size, ">= 0")
-    if c.steps < 1: raise _bad('steps', c.steps, ">= 1")
-    if c.n_nonkey is not None and not 1 <= c.n_nonkey <= c.num_frames:
-        raise _bad('n_nonkey', c.n_nonkey, f"None or 1 <= N <= T = num_frames = {c.num_frames}")
-    if c.label_rule not in RULES: raise _bad('label_rule', c.label_rule, f"one of {RULES}")
-    if c.cam_mode not in ('max', 'minmax'): raise _bad('cam_mode', c.cam_mode, "'max' or 'minmax'")
-    if c.cam_grad not in ('ce', 'logp'): raise _bad('cam_grad', c.cam_grad, "'ce' or 'logp'")
-    if c.unattacked not in ('drop', 'keep'): raise _bad('unattacked', c.unattacked, "'drop' or 'keep'")
+    check_adv(c, c.num_frames)
 
 # %% ../nbs/12_config.ipynb #e3c30a3c
 def _check_run(c:TrainConfig):
@@ -136,6 +115,7 @@ def _check_run(c:TrainConfig):
     for f in ('init', 'pretrained'):
         v = getattr(c, f)
         if v is not None and not Path(v).is_file(): raise _bad(f, v, "an existing file")
+    if Path(c.out_dir).exists() and not Path(c.out_dir).is_dir(): raise _bad('out_dir', c.out_dir, "a folder, not a file")
     if c.init and Path(c.init).resolve() == (Path(c.out_dir) / 'last.pt').resolve():
         raise _bad('out_dir', c.out_dir, f"another folder than the one of init={c.init!r} (it would be overwritten)")
 

@@ -6,22 +6,23 @@
 from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from .dualbn import adversarial_path
 from .cam import forward_features
-from .attack import attack_targets, temporal_attack, ce_attack, noise_augment, taf_objective
+from .attack import RULES, attack_targets, temporal_attack, ce_attack, noise_augment
 from .augment import AUGMENTATIONS
 
 # %% auto #0
-__all__ = ['METHODS', 'AdvSettings', 'temporal_perturbation', 'ce_perturbation', 'noise_perturbation', 'Method', 'method_names',
-           'get_method', 'LossOutput', 'dropout_off', 'method_loss', 'taf_loss']
+__all__ = ['METHODS', 'AdvSettings', 'check_adv', 'temporal_perturbation', 'ce_perturbation', 'noise_perturbation', 'Method',
+           'method_names', 'get_method', 'LossOutput', 'dropout_off', 'CleanForward', 'clean_forward', 'reuses_forward',
+           'perturb_batch', 'adversarial_term', 'adversarial_loss', 'taf_objective', 'method_loss', 'taf_loss']
 
 # %% ../nbs/10_methods.ipynb #d0c8bf29
-@dataclass(frozen=True)
+@dataclass
 class AdvSettings:
     "Settings of the adversarial term of eq. 7; defaults = the paper's (§4.1)."
     alpha:float=0.7              # weight of the clean loss in eq. 7
@@ -35,6 +36,25 @@ class AdvSettings:
     reuse_forward:bool=True      # the attack's first step reuses the clean forward (K=1: one forward less)
     unattacked:str='drop'        # clips the label rule leaves out: 'drop' (no adversarial term) or 'keep'
     attack_dropout:bool=True     # the attack sees the model with dropout on (training mode, as the clean forward)
+
+# %% ../nbs/10_methods.ipynb #c44ffc84
+def check_adv(s:AdvSettings,            # the settings (a `TrainConfig` too)
+              num_frames:int|None=None, # T, the upper bound of `n_nonkey` (None: only N >= 1 is checked)
+             )->AdvSettings:            # `s`, unchanged
+    "Raise `ValueError` naming the first field of `s` with an invalid value."
+    def bad(f, expected): return ValueError(f"{type(s).__name__}.{f}={getattr(s, f)!r}: expected {expected}")
+    if not 0 <= s.alpha <= 1: raise bad('alpha', "0 <= alpha <= 1")
+    if not s.eps >= 0: raise bad('eps', ">= 0 (l_inf budget in pixel units, e.g. 64/255)")
+    if not s.step_size >= 0: raise bad('step_size', ">= 0")
+    if s.steps < 1: raise bad('steps', ">= 1")
+    if s.n_nonkey is not None and not 1 <= s.n_nonkey <= (num_frames or s.n_nonkey):
+        raise bad('n_nonkey', "None or >= 1" if num_frames is None else
+                  f"None or 1 <= N <= T = num_frames = {num_frames}")
+    if s.label_rule not in RULES: raise bad('label_rule', f"one of {RULES}")
+    if s.cam_mode not in ('max', 'minmax'): raise bad('cam_mode', "'max' or 'minmax'")
+    if s.cam_grad not in ('ce', 'logp'): raise bad('cam_grad', "'ce' or 'logp'")
+    if s.unattacked not in ('drop', 'keep'): raise bad('unattacked', "'drop' or 'keep'")
+    return s
 
 # %% ../nbs/10_methods.ipynb #a0edff48
 def temporal_perturbation(model:nn.Module, x:Tensor, y:Tensor, target:Tensor, attacked:Tensor,
@@ -127,12 +147,89 @@ def _ce_aux(logits, aux, target, aux_weight, reduction='mean'):
     if aux is None or aux_weight <= 0: return ce
     return ce + aux_weight * _ce(aux, target, reduction)
 
+# %% ../nbs/10_methods.ipynb #5b377cd7
+class CleanForward(NamedTuple):
+    "The clean forward of one batch: eq. 7's clean term and what the attack's first step reuses."
+    x:Tensor            # the clips it ran on, [B, T, C, H, W] (requires grad when the attack reuses it)
+    logits:Tensor       # clean logits, [B, K]
+    feats:Tensor|None   # `model.cam_layer`'s per-frame features on the graph, [B, T, C, h, w]; None: not kept
+    aux:Tensor|None     # auxiliary logits, [B, K]; None without an auxiliary head
+    loss:Tensor         # clean cross-entropy + `model.aux_weight` x the auxiliary one, scalar
+
+def clean_forward(model:nn.Module,   # a `taf.models` model (clean path)
+                  x:Tensor,          # clean clips, [B, T, C, H, W] in [0, 1]
+                  tgt:Tensor,        # training targets: labels [B] or soft targets [B, K]
+                  features:bool=True, # keep the CAM features (`taf.cam.forward_features`)
+                  reuse:bool=False,  # run on `x` with requires_grad, for the attack's first step
+                  net:nn.Module|None=None, # module the forward goes through (e.g. DDP wrapper); default `model`
+                 )->CleanForward:
+    "Step 1: the clean forward -- logits, CAM features, auxiliary logits and the clean loss."
+    net = model if net is None else net
+    if reuse: x = x.detach().requires_grad_(True)
+    if features: logits, feats, aux = forward_features(net, x, return_aux=True)
+    else: (logits, aux), feats = net(x, return_aux=True), None
+    return CleanForward(x, logits, feats, aux, _ce_aux(logits, aux, tgt, model.aux_weight))
+
+# %% ../nbs/10_methods.ipynb #8e255e60
+def reuses_forward(m:Method, s:AdvSettings)->bool: # the attack's first step reuses the clean forward
+    "Whether `m`'s perturbation reuses the clean forward under the settings `s`."
+    return s.reuse_forward and m.reuses_forward and s.attack_dropout
+
+def perturb_batch(model:nn.Module,   # the model (clean path), in its training mode
+                  m:Method,          # the method: its `perturb` makes the clips
+                  clean:CleanForward, # step 1 on the same batch
+                  y:Tensor,          # true labels, LongTensor [B]
+                  s:AdvSettings=AdvSettings(), # settings of the attack
+                  reuse:bool=False,  # the first attack step reuses `clean` (see `reuses_forward`)
+                  generator:torch.Generator|None=None, # random target labels, noise
+                 )->tuple:           # (x^K [B, T, C, H, W], attacked BoolTensor [B])
+    "Step 2: the label rule's targets, then the method's perturbation of the attacked clips."
+    target, attacked = attack_targets(clean.logits.detach(), y, s.label_rule, generator=generator)
+    with dropout_off(model) if not s.attack_dropout else nullcontext():
+        x_adv = m.perturb(model, clean.x, y, target, attacked, s,
+                          forward=(clean.logits, clean.feats) if reuse else None, generator=generator)
+    return x_adv, attacked
+
+# %% ../nbs/10_methods.ipynb #ecd9bf4b
+def adversarial_term(ce_adv:Tensor,   # per-clip adversarial cross-entropy [B] (+ aux head)
+                     attacked:Tensor, # BoolTensor [B] from the label rule
+                     unattacked:str='drop', # 'drop': unattacked clips have no adversarial term; 'keep': they do
+                    )->Tensor:        # the adversarial term of eq. 7, averaged over all B clips, scalar
+    "The adversarial term of eq. 7: the per-clip cross-entropies, unattacked ones dropped or kept, over B."
+    if unattacked not in ('drop', 'keep'):
+        raise ValueError(f"adversarial_term: unattacked={unattacked!r}, expected 'drop' or 'keep'")
+    w = attacked.to(ce_adv.dtype) if unattacked == 'drop' else torch.ones_like(ce_adv)
+    return (w * ce_adv).sum() / ce_adv.shape[0]
+
+# %% ../nbs/10_methods.ipynb #92f39be0
+def adversarial_loss(model:nn.Module, # dual-BN model (its adversarial path is used)
+                     x_adv:Tensor,    # perturbed clips x^K from step 2, [B, T, C, H, W]
+                     tgt:Tensor,      # training targets: labels [B] or soft targets [B, K]
+                     attacked:Tensor, # BoolTensor [B] from step 2
+                     s:AdvSettings=AdvSettings(), # `s.unattacked` says what the unattacked clips contribute
+                     net:nn.Module|None=None, # module the forward goes through (e.g. DDP wrapper); default `model`
+                    )->Tensor:        # the adversarial term of eq. 7, scalar
+    "Step 3: the forward of x^K through the adversarial path and eq. 7's adversarial term."
+    net = model if net is None else net
+    with adversarial_path(model):
+        logits_adv, aux_adv = net(x_adv, return_aux=True)
+        ce_adv = _ce_aux(logits_adv, aux_adv, tgt, model.aux_weight, 'none')
+    return adversarial_term(ce_adv, attacked, s.unattacked)
+
+# %% ../nbs/10_methods.ipynb #2b810801
+def taf_objective(loss_clean:Tensor, # clean term: mean clean cross-entropy (+ aux head), scalar (step 1)
+                  adv:Tensor,        # adversarial term, scalar (step 3)
+                  alpha:float=0.7,   # weight of the clean term
+                 )->Tensor:          # the loss of eq. 7, scalar
+    "Eq. 7 for one batch: alpha * clean + (1 - alpha) * adversarial."
+    return alpha * loss_clean + (1 - alpha) * adv
+
 # %% ../nbs/10_methods.ipynb #1fef0178
 def method_loss(model:nn.Module,     # a `taf.models` model (dual BN for adversarial methods), `cam_layer` contract
                 x:Tensor,            # clean clips, [B, T, C, H, W] in [0, 1]
                 y:Tensor,            # labels, LongTensor [B]
                 method:str|Method='taf', # a name of `method_names()` or a `Method`
-                s:AdvSettings=AdvSettings(), # settings of the adversarial term (a `TrainConfig` works too)
+                s:AdvSettings=AdvSettings(), # settings of the adversarial term (a `TrainConfig` is one)
                 transform=None,      # batch transform fn(x, y, num_classes, generator) -> (x, y_soft)
                 generator:torch.Generator|None=None, # random labels, noise, transform draws
                 net:nn.Module|None=None, # module for the training forwards (e.g. DDP wrapper); default `model`
@@ -140,50 +237,27 @@ def method_loss(model:nn.Module,     # a `taf.models` model (dual BN for adversa
                )->LossOutput:
     "The objective of `method` on one batch: cross-entropy, or eq. 7 with the method's perturbation."
     m = method if isinstance(method, Method) else get_method(method)
-    net = model if net is None else net
-    aux_w = float(getattr(model, 'aux_weight', 0.0) or 0.0)
     tgt = y
     if transform is not None:
         x, tgt = transform(x, y, num_classes or model.num_classes, generator)
     if m.perturb is None:
-        logits, aux = net(x, return_aux=True) if aux_w > 0 else (net(x), None)
-        loss = _ce_aux(logits, aux, tgt, aux_w)
-        zero = loss.new_zeros(())
-        return LossOutput(loss, logits, loss, zero, torch.zeros_like(y, dtype=torch.bool))
-    no_drop = not getattr(s, 'attack_dropout', True)
-    reuse = s.reuse_forward and m.reuses_forward and not no_drop
-    if reuse: x = x.detach().requires_grad_(True)
-    out = forward_features(net, x, return_aux=True) if aux_w > 0 else (*forward_features(net, x), None)
-    logits, feats, aux = out
-    loss_clean = _ce_aux(logits, aux, tgt, aux_w)
-    target, attacked = attack_targets(logits.detach(), y, s.label_rule, generator=generator)
-    with dropout_off(model) if no_drop else nullcontext():
-        x_adv = m.perturb(model, x, y, target, attacked, s, forward=(logits, feats) if reuse else None,
-                          generator=generator)
-    with adversarial_path(model):
-        logits_adv, aux_adv = net(x_adv, return_aux=True) if aux_w > 0 else (net(x_adv), None)
-        ce_adv = _ce_aux(logits_adv, aux_adv, tgt, aux_w, 'none')
-    loss, adv = taf_objective(loss_clean, ce_adv, attacked, s.alpha, s.unattacked)
-    return LossOutput(loss, logits, loss_clean, adv, attacked, x_adv)
+        clean = clean_forward(model, x, tgt, features=False, net=net)
+        zero = clean.loss.new_zeros(())
+        return LossOutput(clean.loss, clean.logits, clean.loss, zero, torch.zeros_like(y, dtype=torch.bool))
+    reuse = reuses_forward(m, s)
+    clean = clean_forward(model, x, tgt, reuse=reuse, net=net)
+    x_adv, attacked = perturb_batch(model, m, clean, y, s, reuse, generator)
+    adv = adversarial_loss(model, x_adv, tgt, attacked, s, net)
+    return LossOutput(taf_objective(clean.loss, adv, s.alpha), clean.logits, clean.loss, adv, attacked, x_adv)
 
 # %% ../nbs/10_methods.ipynb #f7f05b12
 def taf_loss(model:nn.Module,        # dual-BN model with `cam_layer` and `frames_from_cam`, in training mode
              x:Tensor,               # clean clips, [B, T, C, H, W] in [0, 1]
              y:Tensor,               # labels, LongTensor [B]
              *,
-             alpha:float=0.7,        # weight of the clean loss (eq. 7)
-             eps:float=64/255,       # l_inf budget epsilon, pixel units
-             step_size:float=32/255, # attack step beta
-             steps:int=1,            # attack iterations K
-             n_nonkey:int|None=None, # N non-key frames (eq. 4); None = T
-             label_rule:str='taf',   # 'taf', 'correct' or 'wrong' (Table 6(b))
-             cam_mode:str='max',     # eq. 3 normalisation
-             cam_grad:str='ce',      # eq. 2 gradient sign: 'ce' (as printed) or 'logp'
-             unattacked:str='drop',  # clips the label rule leaves out: 'drop' or 'keep'
              generator:torch.Generator|None=None, # random target labels
              net:nn.Module|None=None, # module for the two training forwards (e.g. a DDP wrapper of `model`)
+             **kw,                   # settings of eq. 7's adversarial term: fields of `AdvSettings` (e.g. alpha, eps)
             )->LossOutput:           # `.loss` to back-propagate, plus logits, both terms, mask, x^K
     "TAF's objective (eq. 7) on one batch: clean forward, label rule, TA attack (eq. 6), adversarial forward."
-    s = AdvSettings(alpha=alpha, eps=eps, step_size=step_size, steps=steps, n_nonkey=n_nonkey,
-                    label_rule=label_rule, cam_mode=cam_mode, cam_grad=cam_grad, unattacked=unattacked)
-    return method_loss(model, x, y, 'taf', s, generator=generator, net=net)
+    return method_loss(model, x, y, 'taf', AdvSettings(**kw), generator=generator, net=net)

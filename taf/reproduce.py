@@ -5,38 +5,32 @@
 # %% ../nbs/22_reproduce.ipynb #db4702f3
 from __future__ import annotations
 import json, os, shutil, time
-import multiprocessing as mp
-from concurrent.futures import Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-import papermill as pm
+import papermill
 from papermill.exceptions import PapermillExecutionError
+from .jobs import Job, JobError, run_jobs
+from .profiles import get_profile
 
 # %% auto #0
-__all__ = ['PROFILES', 'EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters',
-           'ReproduceError', 'run_notebook', 'read_claims', 'claims_section', 'write_report', 'reproduce']
+__all__ = ['EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters', 'ReproduceError',
+           'run_notebook', 'read_claims', 'claims_section', 'write_report', 'reproduce']
 
 # %% ../nbs/22_reproduce.ipynb #90fc7259
-PROFILES = ('smoke', 'quick', 'full', 'paper')
-
 @dataclass(frozen=True)
 class Experiment:
     "One experiment notebook of `nbs/experiments/`."
     name:str                   # notebook name without .ipynb; also the stem of its figures
     what:str                   # the paper artefact(s) it regenerates
-    profiles:dict=field(default_factory=lambda: {p: p for p in PROFILES}) # taf profile -> notebook's (None: skip)
     needs:tuple=()             # notebooks that must run first
     runs:bool=True             # has a `runs_dir` parameter (trains models)
     shared:str|None=None       # runs folder shared with other experiments (None: its own, named after it)
 
-_STUDY = {'smoke': 'smoke', 'quick': 'quick', 'full': 'full', 'paper': None}   # synthetic studies: no paper profile
 _TVC = ('taf_vs_control',)
 
 EXPERIMENTS = (
-    Experiment('benchmark_summary', 'the synthetic benchmark in the SSV1/SSV2/Diving48 formats',
-               {'smoke': 'smoke', 'quick': 'quick', 'full': 'quick', 'paper': 'paper'}, runs=False),
-    Experiment('baseline_recipe', 'the synthetic baseline recipe (selected on val)',
-               {'smoke': 'smoke', 'quick': None, 'full': 'full', 'paper': None}),
+    Experiment('benchmark_summary', 'the synthetic benchmark in the SSV1/SSV2/Diving48 formats', runs=False),
+    Experiment('baseline_recipe', 'the synthetic baseline recipe (selected on val)'),
     Experiment('taf_vs_control', 'TAF vs the 15-epoch control: the models the figure notebooks evaluate'),
     Experiment('table3_corruptions', 'Table 3: natural corruptions', needs=_TVC, runs=False),
     Experiment('figure1', 'Figure 1: per-frame CAMs of the baseline and TAF on one clip', needs=_TVC, runs=False),
@@ -46,19 +40,20 @@ EXPERIMENTS = (
     Experiment('figure6', 'Figure 6: baseline vs TAF CAMs on representative clips', needs=_TVC, runs=False),
     Experiment('figure7', 'Figure 7: CAMs of clips rectified by TAF', needs=_TVC, runs=False),
     Experiment('table5', 'Table 5: long-term classes and their improvements', needs=_TVC, runs=False),
-    Experiment('sensitivity', 'when does TAF help: regimes and the one-factor study', _STUDY, shared='study'),
-    Experiment('table2a', 'Table 2(a): AdvProp, CE-based and TAF', _STUDY, shared='study'),
-    Experiment('table2b', 'Table 2(b): alpha of eq. 7', _STUDY, shared='study'),
-    Experiment('table2c', 'Table 2(c): attack budget and steps', _STUDY, shared='study'),
-    Experiment('table4', 'Table 4: TAF vs other augmentations', _STUDY, shared='study'),
-    Experiment('table6a', 'Table 6(a): number of attacked frames N', _STUDY, shared='study'),
-    Experiment('table6b', 'Table 6(b): which clips are attacked', _STUDY, shared='study'),
-    Experiment('table1', 'Table 1: TSM, TAM, GST, TPN on three benchmarks: baseline, control, TAF', _STUDY,
+    Experiment('sensitivity', 'when does TAF help: regimes and the one-factor study', shared='study'),
+    Experiment('table2a', 'Table 2(a): AdvProp, CE-based and TAF', shared='study'),
+    Experiment('table2b', 'Table 2(b): alpha of eq. 7', shared='study'),
+    Experiment('table2c', 'Table 2(c): attack budget and steps', shared='study'),
+    Experiment('table4', 'Table 4: TAF vs other augmentations', shared='study'),
+    Experiment('table6a', 'Table 6(a): number of attacked frames N', shared='study'),
+    Experiment('table6b', 'Table 6(b): which clips are attacked', shared='study'),
+    Experiment('table1', 'Table 1: TSM, TAM, GST, TPN on three benchmarks: baseline, control, TAF',
                shared='study'),
-    Experiment('table7', 'Table 7: natural corruptions on the Diving48-like regime', _STUDY, needs=('table1',),
+    Experiment('table7', 'Table 7: natural corruptions on the Diving48-like regime', needs=('table1',),
                shared='study'),
 )
 
+# %% ../nbs/22_reproduce.ipynb #a04ded0d
 def get_experiments(only:str|list|None=None)->list: # the selected `Experiment`s, in dependency order
     "The experiments named in `only` (comma-separated or a list; None: all), with what they need."
     names = [e.name for e in EXPERIMENTS]
@@ -79,7 +74,7 @@ def check_parameters(notebook, # path of an experiment notebook
                      params:dict, # parameters to inject
                     )->dict: # `params`, unchanged
     "Raise `ValueError` naming any parameter that `notebook`'s `parameters` cell does not define."
-    known = pm.inspect_notebook(str(notebook))
+    known = papermill.inspect_notebook(str(notebook))
     if not known: raise ValueError(f"{notebook}: no cell tagged `parameters`")
     bad = sorted(set(params) - set(known))
     if bad: raise ValueError(f"{Path(notebook).name}: unknown parameter(s) {bad}; its parameters: {sorted(known)}")
@@ -87,11 +82,10 @@ def check_parameters(notebook, # path of an experiment notebook
 
 def experiment_parameters(e:Experiment, profile:str, figures:Path, runs:Path, extra:dict|None=None)->dict:
     "The parameters `reproduce` passes to experiment `e` under `profile`."
-    p = {'profile': e.profiles.get(profile, profile), 'out_dir': str(figures / profile)}
+    p = {'profile': profile, 'out_dir': str(figures / profile)}
     if e.runs: p['runs_dir'] = str(runs / (e.shared or e.name))
     if 'taf_vs_control' in e.needs:                      # the manifest of the runs it evaluates
-        tvc = next(x for x in EXPERIMENTS if x.name == 'taf_vs_control')
-        p['manifest'] = str(runs / 'taf_vs_control' / tvc.profiles[profile] / 'runs.json')
+        p['manifest'] = str(runs / 'taf_vs_control' / profile / 'runs.json')
     return {**p, **(extra or {})}
 
 # %% ../nbs/22_reproduce.ipynb #db513b4f
@@ -107,7 +101,7 @@ def run_notebook(notebook, # the experiment notebook
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=check_parameters(notebook, params),
+        papermill.execute_notebook(str(notebook), str(output), parameters=check_parameters(notebook, params),
                             kernel_name='python3', cwd=str(notebook.parent), progress_bar=False, log_output=log)
     except PapermillExecutionError as e:
         raise ReproduceError(f"{notebook.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
@@ -140,7 +134,7 @@ def claims_section(folder, # figures/<profile>
               f"{len(no)} ({len(quiet)} no detectable effect, {once} of them measured once and so not testable; "
               f"{len(no) - len(quiet)} a detectable effect against the paper); not measured: "
               f"{len(cs) - yes - len(no)}. A claim reproduces only where the measured paired difference has the "
-              "paper's sign and p < 0.05 (`taf.study.claim`).", "",
+              "paper's sign and p < 0.05 (`taf.stats.claim`).", "",
               "| artefact | claim | paper | measured | agrees | basis |", "|---|---|---|---|---|---|"]
     word = {True: 'yes', False: 'no', None: 'not measured'}
     return lines + [f"| `{c['artefact']}` | " + ' | '.join(cell(c.get(k, '')) for k in ('claim', 'paper', 'measured'))
@@ -171,17 +165,19 @@ def write_report(folder, # figures/<profile>
     out.write_text('\n'.join(lines) + '\n')
     return out
 
-# %% ../nbs/22_reproduce.ipynb #0440b9dd
-class _Here:
-    "An executor that runs each call when it is submitted, in this process."
-    def submit(self, fn, *args):
-        f = Future()
-        try: f.set_result(fn(*args))
-        except Exception as e: f.set_exception(e)
-        return f
-    def __enter__(self): return self
-    def __exit__(self, *exc): pass
+# %% ../nbs/22_reproduce.ipynb #68a8f31b
+def _plan(profile:str, only, extra:dict|None, nbs:Path, figures:Path, runs:Path, jobs:int,
+         )->list: # [(Experiment, its checked parameters)], in dependency order
+    "The notebooks `reproduce` runs under `profile`, with their parameters, all checked."
+    todo = [e for e in get_experiments(only) if get_profile(profile).runs(e.name)]
+    plans = [(e, experiment_parameters(e, profile, figures, runs, (extra or {}).get(e.name))) for e in todo]
+    for e, p in plans:
+        if jobs > 1 and e.runs and 'workers' not in (extra or {}).get(e.name, {}):
+            if 'workers' in papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb')): p['workers'] = 1
+        check_parameters(nbs / f'{e.name}.ipynb', p)
+    return plans
 
+# %% ../nbs/22_reproduce.ipynb #0440b9dd
 def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               only:str|list|None=None, # experiments to run (with what they need); None: all
               force:bool=False,   # delete the profile's cached runs of the selected experiments first
@@ -190,48 +186,35 @@ def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               log:bool=False,     # stream each notebook's output
               figures_dir=None,   # where `<profile>/` with the results goes; None: `root/figures`
               runs_dir=None,      # where the trained runs go; None: `root/runs`
-              jobs:int|None=None, # notebooks at a time; None: 2 for 'smoke', else 1
+              jobs:int|None=None, # notebooks at a time; None: the profile's `jobs` (2 for 'smoke', else 1)
              )->dict: # {experiment: wall seconds}, in dependency order
     "Run the experiment notebooks of `profile` in dependency order and write `figures/<profile>/REPORT.md`."
-    if profile not in PROFILES: raise ValueError(f"profile={profile!r}: expected one of {PROFILES}")
-    jobs = jobs or (2 if profile == 'smoke' else 1)
+    jobs = jobs or get_profile(profile).jobs                         # ValueError for an unknown profile
     if jobs < 1: raise ValueError(f"jobs={jobs}: expected 1 or more")
     root = Path(root).resolve()
     nbs = root / 'nbs' / 'experiments'
     figures, runs = Path(figures_dir or root / 'figures').resolve(), Path(runs_dir or root / 'runs').resolve()
-    todo = [e for e in get_experiments(only) if e.profiles.get(profile, profile) is not None]
-    plans = [(e, experiment_parameters(e, profile, figures, runs, (extra or {}).get(e.name))) for e in todo]
-    for e, p in plans:                                                 # all checked before anything runs
-        if jobs > 1 and e.runs and 'workers' not in (extra or {}).get(e.name, {}):
-            if 'workers' in pm.inspect_notebook(str(nbs / f'{e.name}.ipynb')): p['workers'] = 1
-        check_parameters(nbs / f'{e.name}.ipynb', p)
+    plans = _plan(profile, only, extra, nbs, figures, runs, jobs)
+    todo = [e for e, _ in plans]
     if force:
         for d in sorted({Path(p['runs_dir']) / p['profile'] for e, p in plans if e.runs}): shutil.rmtree(d, True)
     if jobs > 1: os.environ.setdefault('OMP_NUM_THREADS', '1')        # the kernels inherit it
-    names, timings, t_start = {e.name for e in todo}, {}, time.perf_counter()
+    timings, started, t_start = {}, [], time.perf_counter()
     say = lambda msg: print(f"[taf reproduce] {msg} -- {(time.perf_counter() - t_start) / 60:.1f} min elapsed",
                             flush=True)
-    pending, running, failed = list(plans), {}, None
-    pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) if jobs > 1 else _Here()
-    with pool:
-        while pending or running:
-            ready = [(e, p) for e, p in pending if all(n in timings or n not in names for n in e.needs)]
-            for e, p in (ready[:jobs - len(running)] if failed is None else []):
-                pending.remove((e, p))
-                say(f"{len(plans) - len(pending)}/{len(plans)} {e.name} (profile {p['profile']}): {e.what}")
-                running[pool.submit(run_notebook, nbs / f'{e.name}.ipynb',
-                                    figures / profile / 'notebooks' / f'{e.name}.ipynb', p, log)] = e
-            if not running: break
-            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
-                e = running.pop(f)
-                if f.exception() is not None:
-                    failed = failed or f.exception()
-                    continue
-                timings[e.name] = f.result()
-                left = len(plans) - len(timings)
-                eta = f"; about {sum(timings.values()) / len(timings) * left / jobs / 60:.0f} min left" if left else ''
-                say(f"{e.name} done in {timings[e.name] / 60:.1f} min ({len(timings)}/{len(plans)}{eta})")
-    if failed is not None: raise failed
+    what, names = {e.name: e.what for e in todo}, {e.name for e in todo}
+    def start(job:Job):                                             # one line as each notebook starts
+        started.append(job.name)
+        say(f"{len(started)}/{len(plans)} {job.name} (profile {profile}): {what[job.name]}")
+    work = [Job(e.name, run_notebook, (nbs / f'{e.name}.ipynb', figures / profile / 'notebooks' / f'{e.name}.ipynb',
+                                       p, log), after=tuple(n for n in e.needs if n in names)) for e, p in plans]
+    try:
+        for job, wall in run_jobs(work, jobs, threads=None, on_start=start):
+            timings[job.name] = wall
+            left = len(plans) - len(timings)
+            eta = f"; about {sum(timings.values()) / len(timings) * left / jobs / 60:.0f} min left" if left else ''
+            say(f"{job.name} done in {wall / 60:.1f} min ({len(timings)}/{len(plans)}{eta})")
+    except JobError as e: raise e.error from None                   # as the notebook reported it
     timings = {e.name: timings[e.name] for e in todo}
     report = write_report(figures / profile, timings)
     print(f"[taf reproduce] {len(plans)} notebooks in {(time.perf_counter() - t_start) / 60:.1f} min; report: {report}",

@@ -6,24 +6,25 @@
 from __future__ import annotations
 import json, time
 from collections import Counter
-from concurrent.futures import wait, FIRST_COMPLETED
 from pathlib import Path
+from typing import NamedTuple
 import pandas as pd
-import matplotlib.pyplot as plt
-import seaborn as sns
 import torch
-from scipy import stats
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import TrainConfig, get_recipe, finetune_config
+from .corruptions import CORRUPTIONS
 from .evaluate import evaluate, ReorderedFrames
-from .train import TrainPool, load_model, build_eval_dataset, run_key, ResultStore
+from .profiles import get_profile
+from .jobs import Job, run_jobs
+from .runs import cached_train, run_key, ResultStore
+from .train import load_model, build_eval_dataset
 from .repro import get_device, git_info
 
 # %% auto #0
-__all__ = ['REGIMES', 'WEAK_RECIPE', 'SIZES', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline',
-           'measure_finetune', 'Study', 'device_label', 'trained_on', 'paired', 'pm', 'ablation', 'ablation_table',
-           'ablation_markdown', 'ablation_caption', 'markdown_table', 'ablation_plot', 'cell_baseline', 'model_grid',
-           'model_grid_table', 'corruption_measure', 'corruption_rows', 'claim', 'level_diff']
+__all__ = ['REGIMES', 'WEAK_RECIPE', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline', 'measure_finetune',
+           'FineTuning', 'Study', 'device_label', 'trained_on', 'ablation', 'cell_baseline', 'model_grid',
+           'corruption_measure', 'level_diff']
 
 # %% ../nbs/19_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -32,21 +33,17 @@ REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, 
            'diving48-like': dict(synthetic={'preset': 'diving48-like'}, num_frames=16),
            'ssv2-like': dict(synthetic={'preset': 'ssv2-like'}, num_frames=8)}
 WEAK_RECIPE = dict(lr=0.01, lr_type='step', lr_steps=(20,), warmup_epochs=0, dropout=0.5, weight_decay=5e-4)
-SIZES = {'full': {}, 'quick': dict(ft_epochs=5),
-         'smoke': dict(synthetic={'num_classes': 4, 'size': 16, 'num_frames': 6, 'train_per_class': 4,
-                                  'val_per_class': 2},
-                       config=dict(num_frames=6, width=8, batch_size=8, epochs=2, lr_steps=(1,), warmup_epochs=0),
-                       ft_epochs=1)}
 
-def _size(size:str)->dict:
-    if size not in SIZES: raise ValueError(f"size {size!r}: expected one of {list(SIZES)}")
-    return SIZES[size]
+def _size(size:str)->dict: # the profile's study sizes: 'synthetic', 'config', 'ft_epochs'
+    study = get_profile(size).study
+    if study is None: raise ValueError(f"profile {size!r} has no synthetic study runs (its `study` is None)")
+    return study
 
 # %% ../nbs/19_study.ipynb #febbbc63
 def regime_baseline(regime:str,       # a key of `REGIMES`
                     seed:int,         # seeds data order, initialisation, dropout
                     out_dir:str|Path, # the run's folder
-                    size:str='full',  # a key of `SIZES`: 'full', 'quick' or 'smoke' (CI)
+                    size:str='full',  # a profile name (`taf.profiles`): 'full', 'quick' or 'smoke' (CI)
                     synthetic:dict|None=None, # overrides of the regime's `taf.synthetic` arguments
                     **overrides,      # `TrainConfig` overrides, e.g. `WEAK_RECIPE`
                    )->TrainConfig:
@@ -63,7 +60,7 @@ def regime_finetune(base:TrainConfig,    # the baseline it starts from (its `out
                     method:str='taf',    # a `taf.methods` fine-tuning: 'control', 'taf', 'ce', 'noise', ...
                     out_dir:str|Path|None=None, # None: next to the baseline's folder, named after `method`
                     lr_reading:str='last', # the baseline's 'last' or 'initial' learning rate (§4.1)
-                    size:str='full',     # a key of `SIZES`: 15 epochs, 'quick' 5, 'smoke' 1
+                    size:str='full',     # a profile name: 'full' 15 epochs, 'quick' 5, 'smoke' 1
                     **overrides,         # method settings, e.g. alpha=0.5, steps=3
                    )->TrainConfig:
     "§4.1's fine-tuning of `base`: 15 epochs, learning rate / 10 after 10 (2/3 of the epochs in smaller sizes)."
@@ -102,6 +99,13 @@ def measure_finetune(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # lr, val, 
                 test=ev.top1(res['checkpoint'], ev.data(cfg, 'test')),
                 attacked=sum(att) / len(att) if att else None, train_time_s=res['train_time_s'])
 
+# %% ../nbs/19_study.ipynb #139b251c
+class FineTuning(NamedTuple):
+    "A fine-tuning registered in a `Study`."
+    labels:dict        # its columns in `Study.finetunes()`, e.g. regime, seed, level, method
+    base:object        # the id of the baseline it starts from (a key of `Study.bases`)
+    cfg:TrainConfig    # its configuration
+
 # %% ../nbs/19_study.ipynb #fd5ccfe8
 class Study:
     "Baselines and fine-tunings of them, trained when missing from a `ResultStore` and measured into it."
@@ -114,7 +118,7 @@ class Study:
         self.store = store if isinstance(store, ResultStore) else ResultStore(store)
         self.workers, self.ev, self.kind = workers, Evaluator(device), kind
         self.measure = (baseline_measure or measure_baseline, finetune_measure or measure_finetune)
-        self.bases, self.jobs = {}, []    # id -> config; (labels, base id, config)
+        self.bases, self.jobs = {}, []    # baseline id -> config; `FineTuning`s
 
     def add_baseline(self, bid, cfg:TrainConfig)->TrainConfig:
         "Register baseline `cfg` under the id `bid` (any hashable, e.g. (regime, seed, variant))."
@@ -124,12 +128,12 @@ class Study:
     def add_finetune(self, bid, cfg:TrainConfig, **labels)->TrainConfig:
         "Register fine-tuning `cfg` of baseline `bid`; `labels` become its columns in `finetunes()`."
         if bid not in self.bases: raise KeyError(f"add_finetune: no baseline {bid!r}; add_baseline it first")
-        self.jobs.append((labels, bid, cfg))
+        self.jobs.append(FineTuning(labels, bid, cfg))
         return cfg
 
     def _key(self, *cfgs)->str: return run_key(*cfgs) + ('' if self.kind is None else f'/{self.kind}')
     def base_key(self, bid)->str: return self._key(self.bases[bid])
-    def job_key(self, job)->str: return self._key(self.bases[job[1]], job[2])
+    def job_key(self, job:FineTuning)->str: return self._key(self.bases[job.base], job.cfg)
 
 # %% ../nbs/19_study.ipynb #8ac39642
 def device_label(device:str|None=None, # a `TrainConfig.device`; None: CUDA if available
@@ -138,56 +142,69 @@ def device_label(device:str|None=None, # a `TrainConfig.device`; None: CUDA if a
     d = get_device(device)
     return (f"cuda: {torch.cuda.get_device_name(d)}" if d.type == 'cuda' else d.type) + f", torch {torch.__version__}"
 
-def _run(self:Study, train_missing:bool=True, # False: only report what the store holds
-        )->float: # seconds spent training and measuring
+def _about(cfg:TrainConfig, ids, commit:str)->dict: # stored beside a measurement
+    return dict(run='/'.join(map(str, ids)), commit=commit, device=device_label(cfg.device))
+
+# %% ../nbs/19_study.ipynb #dda37d75
+@patch
+def missing(self:Study)->tuple: # (ids of the baselines to train, indices of the `jobs` to train)
+    "The baselines and fine-tunings to train: what the store lacks (read again first: others may share it)."
+    self.store.refresh()
+    todo = [i for i, j in enumerate(self.jobs) if self.job_key(j) not in self.store]
+    need = [b for b in self.bases if self.base_key(b) not in self.store or any(self.jobs[i].base == b for i in todo)]
+    return need, todo
+
+# %% ../nbs/19_study.ipynb #14b77acf
+@patch
+def _store_baseline(self:Study, bid, res:dict, commit:str):
+    "Measure baseline `bid` from its training result `res` and store it, or check it against the stored one."
+    m, k = self.measure[0](self.ev, self.bases[bid], res), self.base_key(bid)
+    if k not in self.store.refresh():
+        self.store.put(k, m, **_about(self.bases[bid], bid if isinstance(bid, tuple) else (bid,), commit))
+    elif (t := m.get('test')) != self.store[k].get('test'):
+        raise RuntimeError(f"baseline {bid} retrained to test top-1 {t}, stored {self.store[k].get('test')}: "
+                           "training is not deterministic here, so its stored fine-tunings cannot be "
+                           "paired with new ones")
+
+# %% ../nbs/19_study.ipynb #2dc5848e
+@patch
+def run(self:Study, train_missing:bool=True, # False: only report what the store holds
+       )->float: # seconds spent training and measuring
     "Train and measure every run the store lacks in `workers` processes, each stored as soon as it finishes."
-    self.store.refresh()                                  # what other notebooks sharing the store have added
-    todo = [j for j in self.jobs if self.job_key(j) not in self.store]
-    need = [b for b in self.bases if self.base_key(b) not in self.store or any(j[1] == b for j in todo)]
+    need, todo = self.missing()
     print(f"in the store: {sum(self.base_key(b) in self.store for b in self.bases)} of {len(self.bases)} baselines, "
           f"{len(self.jobs) - len(todo)} of {len(self.jobs)} fine-tunings ({self.store.path}); "
           f"to train: {len(need) if train_missing else 0} + {len(todo) if train_missing else 0}")
     if not train_missing or not (need or todo): return 0.0
     commit, t0 = git_info()['commit'], time.perf_counter()
-    about = lambda cfg, ids: dict(run='/'.join(map(str, ids)), commit=commit, device=device_label(cfg.device))
-    queue = [('baseline', b) for b in need]               # every fine-tuning to train has its baseline here
-    cfg = lambda kind, x: self.bases[x] if kind == 'baseline' else x[2]
-    with TrainPool(self.workers) as pool, tqdm(total=len(need) + len(todo), desc='runs') as bar:
-        running = {}
-        while queue or running:
-            while queue and len(running) < max(1, self.workers):   # a baseline's fine-tunings queue behind it
-                kind, x = queue.pop(0)
-                running[pool.submit(cfg(kind, x))] = kind, x
-            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
-                (kind, x), res = running.pop(f), f.result()
-                bar.update()
-                if kind == 'fine-tuning':
-                    self.store.put(self.job_key(x), self.measure[1](self.ev, x[2], res),
-                                   **about(x[2], x[0].values()))
-                    continue
-                m, k = self.measure[0](self.ev, self.bases[x], res), self.base_key(x)
-                if k not in self.store.refresh():
-                    self.store.put(k, m, **about(self.bases[x], x if isinstance(x, tuple) else (x,)))
-                elif (t := m.get('test')) != self.store[k].get('test'):
-                    raise RuntimeError(f"baseline {x} retrained to test top-1 {t}, stored {self.store[k].get('test')}: "
-                                       "training is not deterministic here, so its stored fine-tunings cannot be "
-                                       "paired with new ones")
-                queue += [('fine-tuning', j) for j in todo if j[1] == x]
+    jobs = [Job(('baseline', b), cached_train, (self.bases[b],)) for b in need]
+    jobs += [Job(('fine-tuning', i), cached_train, (self.jobs[i].cfg,), after=(('baseline', b),))
+             for b in need for i in todo if self.jobs[i].base == b]                 # grouped by baseline
+    with tqdm(total=len(jobs), desc='runs') as bar:
+        for job, res in run_jobs(jobs, self.workers):
+            bar.update()
+            kind, x = job.name
+            if kind == 'baseline': self._store_baseline(x, res, commit)
+            else:
+                ft = self.jobs[x]
+                self.store.put(self.job_key(ft), self.measure[1](self.ev, ft.cfg, res),
+                               **_about(ft.cfg, ft.labels.values(), commit))
     return time.perf_counter() - t0
-Study.run = _run
 
 # %% ../nbs/19_study.ipynb #c2ee5e80
-def _baselines(self:Study, names=('regime', 'seed', 'variant'), # column names of the parts of tuple ids
-              )->pd.DataFrame:
+@patch
+def baselines(self:Study, names=('regime', 'seed', 'variant'), # column names of the parts of tuple ids
+             )->pd.DataFrame:
     "One row per measured baseline: its id parts, then its measurements."
     rows = [{**dict(zip(names, b if isinstance(b, tuple) else (b,))), **self.store[self.base_key(b)]}
             for b in self.bases if self.base_key(b) in self.store]
     return pd.DataFrame(rows)
 
-def _finetunes(self:Study)->pd.DataFrame:
+@patch
+def finetunes(self:Study)->pd.DataFrame:
     "One row per measured fine-tuning: its labels, then its measurements."
-    return pd.DataFrame([{**j[0], **self.store[self.job_key(j)]} for j in self.jobs if self.job_key(j) in self.store])
-Study.baselines, Study.finetunes = _baselines, _finetunes
+    return pd.DataFrame([{**j.labels, **self.store[self.job_key(j)]} for j in self.jobs
+                         if self.job_key(j) in self.store])
 
 def trained_on(study:Study)->str: # e.g. 'cpu, torch 2.14.1 (18 runs); cuda: NVIDIA H200, torch 2.11.0+cu130 (117 runs)'
     "Where the study's measured runs were trained and measured: each device with its number of runs."
@@ -195,28 +212,11 @@ def trained_on(study:Study)->str: # e.g. 'cpu, torch 2.14.1 (18 runs); cuda: NVI
     n = Counter(study.store.data[k].get('device', 'not recorded') for k in keys if k in study.store)
     return '; '.join(f"{d} ({c} run{'s' * (c > 1)})" for d, c in n.items()) or 'nothing measured yet'
 
-# %% ../nbs/19_study.ipynb #1133ee1a
-def paired(diffs, # per-seed differences (fractions), e.g. TAF - control top-1
-          )->dict: # n, mean, std, per_seed, p, reading
-    "Summary of paired differences: mean, std, per seed, t-test p and its pre-registered reading."
-    x = pd.Series(diffs, dtype=float).dropna()
-    p = stats.ttest_1samp(x, 0).pvalue if len(x) > 1 and x.std() > 0 else float('nan')
-    reading = ('no detectable effect' if not p < 0.05 else 'better' if x.mean() > 0 else 'worse') if len(x) else ''
-    return dict(n=len(x), mean=x.mean() if len(x) else float('nan'), std=x.std(ddof=1) if len(x) > 1 else float('nan'),
-                per_seed=' / '.join(f"{100 * v:+.1f}" for v in x), p=p, reading=reading)
-
-def pm(x, signed:bool=False)->str: # '+1.2 ± 0.4' (points), 'not run' when empty
-    "Mean ± std of fractions `x`, in percent."
-    x = pd.Series(x, dtype=float).dropna()
-    if not len(x): return 'not run'
-    m = f"{100 * x.mean():+.1f}" if signed else f"{100 * x.mean():.1f}"
-    return f"{m} ± {100 * x.std(ddof=1):.1f}" if len(x) > 1 else m
-
 # %% ../nbs/19_study.ipynb #72cb2916
 def ablation(study:Study, regimes:list, seeds:list, # what to run
              levels:dict,       # name -> settings, e.g. {'0.5': {'alpha': 0.5}, 'MixUp': {'method': 'augment:mixup'}}
              runs:str|Path,     # runs folder of the study
-             size:str='full',   # a key of `SIZES`
+             size:str='full',   # a profile name (`taf.profiles`)
             )->Study:
     "Per regime and seed: the baseline, its control and one fine-tuning per level (TAF unless it names a `method`)."
     for r in regimes:
@@ -233,90 +233,12 @@ def ablation(study:Study, regimes:list, seeds:list, # what to run
                                    ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
     return study
 
-def ablation_table(study:Study, levels:dict, # the study and levels given to `ablation`
-                   paper:dict|None=None,     # level name -> the paper's top-1 (%)
-                   paper_baseline:float|None=None, # the paper's baseline top-1 (%)
-                  )->pd.DataFrame: # one row per regime and level; accuracies and differences in %
-    "Per regime and level: test top-1, paired differences to the control and the baseline, the paper's numbers."
-    fd, bd, rows = study.finetunes(), study.baselines(), []
-    if not len(fd): return pd.DataFrame()
-    for r in dict.fromkeys(fd.regime):
-        d = fd[fd.regime == r]
-        ctl = d[d.method == 'control'].set_index('seed').test
-        b = bd[(bd.regime == r) & (bd.variant == 'tuned')].set_index('seed').test if len(bd) else pd.Series(dtype=float)
-        for name in levels:
-            t = d[d.level == name].set_index('seed').test
-            vc, vb, p = paired(t - ctl), paired(t - b), (paper or {}).get(name)     # paired: aligned on the seed
-            rows.append(dict(regime=r, level=name, seeds=len(t), baseline=100 * b.mean(), control=100 * ctl.mean(),
-                             taf=100 * t.mean(), taf_std=100 * t.std(ddof=1), taf_vs_control=100 * vc['mean'],
-                             taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'], p=vc['p'],
-                             reading=vc['reading'], taf_vs_baseline=100 * vb['mean'], paper_top1=p,
-                             paper_vs_baseline=None if p is None or paper_baseline is None
-                             else round(p - paper_baseline, 1)))
-    return pd.DataFrame(rows)
-
-def ablation_markdown(df:pd.DataFrame, # `ablation_table`'s result
-                      what:str='TAF',   # what the rows' fine-tunings are called in the header
-                     )->str: # GitHub Markdown table
-    "`ablation_table`'s rows for reading: mean ± std (seeds), signed differences, the paper's columns."
-    two = lambda m, s, sign='': '' if m != m else f"{m:{sign}.1f}" + ('' if s != s else f" ± {s:.1f}")
-    out = pd.DataFrame({'regime': df.regime, 'level': df.level, 'seeds': df.seeds,
-                        'baseline': df.baseline.map('{:.1f}'.format), 'control': df.control.map('{:.1f}'.format),
-                        what: [two(m, s) for m, s in zip(df.taf, df.taf_std)],
-                        f'{what} - control': [two(m, s, '+') for m, s in zip(df.taf_vs_control, df.taf_vs_control_std)],
-                        'per seed': df.per_seed, 'p': df.p, 'reading': df.reading,
-                        f'{what} - baseline': df.taf_vs_baseline.map('{:+.1f}'.format),
-                        'paper top-1': df.paper_top1, 'paper vs baseline': df.paper_vs_baseline.map(
-                            lambda v: '' if v is None or v != v else f"{v:+.1f}")})
-    return markdown_table(out, '.2f')
-
-def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what `ablation` was given
-                    )->str: # one paragraph of Markdown
-    "What an ablation table's numbers are: data, model, both recipes as run (epochs, LRs), split and statistics."
-    b0, ft = next(iter(study.bases.values())), study.jobs[0][2]
-    return (f"Synthetic regimes {regimes}, seeds {seeds}; TSM-ResNet18 width {b0.width}, baseline recipe "
-            f"`RECIPES['synthetic']` ({b0.epochs} epochs, lr {b0.lr}); fine-tunings {ft.epochs} epochs from lr "
-            f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
-            "**test** split; differences: paired per seed (points), `p`: t-test, `reading`: p < 0.05. Paper: SSV1, "
-            "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). "
-            f"Trained and measured on: {trained_on(study)}.")
-
-# %% ../nbs/19_study.ipynb #0ea0050f
-def markdown_table(df:pd.DataFrame, floatfmt:str='.2f')->str: # GitHub Markdown
-    "A DataFrame as a GitHub Markdown table (floats with `floatfmt`, missing values empty)."
-    cell = lambda v: '' if v is None or (isinstance(v, float) and v != v) else (
-        format(v, floatfmt) if isinstance(v, float) else str(v))
-    return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns),
-                      *('| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False))])
-
-def ablation_plot(study:Study, levels:dict, # the study and levels given to `ablation`
-                  xlabel:str,              # the factor, e.g. 'alpha'
-                  path:str|Path,           # where the PNG goes
-                 ):
-    "Each level's test top-1 minus the control's (points: seeds; bar: mean), one panel per regime."
-    fd = study.finetunes()
-    ctl = fd[fd.method == 'control'].set_index(['regime', 'seed']).test
-    d = fd[fd.level != 'control'].copy()
-    d['diff'] = 100 * (d.set_index(['regime', 'seed']).test.values - ctl.reindex(pd.MultiIndex.from_frame(
-        d[['regime', 'seed']])).values)
-    regimes = list(dict.fromkeys(d.regime))
-    fig, axes = plt.subplots(1, len(regimes), figsize=(3.2 * len(regimes) + 1, 3.4), squeeze=False, sharey=True)
-    for ax, r in zip(axes[0], regimes):
-        dr = d[d.regime == r]
-        sns.barplot(data=dr, x='level', y='diff', order=list(levels), errorbar=None, color='#9ecae1', ax=ax)
-        sns.stripplot(data=dr, x='level', y='diff', order=list(levels), color='k', size=4, ax=ax)
-        ax.axhline(0, color='grey', lw=0.8)
-        ax.set(title=r, xlabel=xlabel, ylabel='minus control, test top-1 (points)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-
 # %% ../nbs/19_study.ipynb #38e5c827
 def cell_baseline(regime:str,      # a key of `REGIMES`
                   arch:str,        # a key of `taf.models.MODELS`: 'tsm', 'tam', 'gst', 'tpn'
                   num_frames:int,  # T: frames per clip, and clips rendered with T frames
                   seed:int, out_dir:str|Path, # as for `regime_baseline`
-                  size:str='full', # a key of `SIZES`
+                  size:str='full', # a profile name (`taf.profiles`)
                  )->TrainConfig:
     "The baseline of one Table 1 cell: `regime_baseline` with model `arch` on clips of `num_frames` frames."
     native = regime_baseline(regime, seed, out_dir, size).num_frames
@@ -326,7 +248,7 @@ def cell_baseline(regime:str,      # a key of `REGIMES`
 def model_grid(study:Study, cells:list, # (regime, arch, T) triples
                seeds:list,              # seeds of every cell
                runs:str|Path,           # runs folder of the study
-               size:str='full',         # a key of `SIZES`
+               size:str='full',         # a profile name (`taf.profiles`)
                methods=('control', 'taf'), # fine-tunings of every baseline
               )->Study:
     "Per (regime, arch, T) cell and seed: the cell's baseline and its fine-tunings (ids `(regime, arch, T, seed)`)."
@@ -340,34 +262,7 @@ def model_grid(study:Study, cells:list, # (regime, arch, T) triples
                                    method=m)
     return study
 
-# %% ../nbs/19_study.ipynb #4efce644
-def model_grid_table(study:Study,          # a study filled by `model_grid`
-                     paper:dict|None=None, # (regime, arch, T) -> the paper's (baseline, TAF) top-1 (%)
-                    )->pd.DataFrame: # one row per cell; accuracies and differences in %
-    "Per (regime, arch, T): test top-1 of baseline, control, TAF; paired differences; the paper's numbers."
-    fd = study.finetunes().reindex(columns=['regime', 'arch', 'T', 'seed', 'method', 'test'])
-    bd = study.baselines(('regime', 'arch', 'T', 'seed')).reindex(columns=['regime', 'arch', 'T', 'seed', 'test'])
-    rows = []
-    for r, a, T in dict.fromkeys(b[:3] for b in study.bases):
-        d, cell = fd[(fd.regime == r) & (fd.arch == a) & (fd['T'] == T)], (r, a, T)
-        ctl, taf = (d[d.method == m].set_index('seed').test.astype(float) for m in ('control', 'taf'))
-        b = bd[(bd.regime == r) & (bd.arch == a) & (bd['T'] == T)].set_index('seed').test.astype(float)
-        vc, vb = paired(taf - ctl), paired(taf - b)
-        pb, pt = (paper or {}).get(cell, (None, None))
-        ft = [j[2] for j in study.jobs if j[1][:3] == cell and j[2].method == 'taf']
-        rows.append(dict(regime=r, arch=a, T=T, seeds=len(taf), lr=study.bases[next(k for k in study.bases
-                         if k[:3] == cell)].lr, ft_lr=ft[0].lr if ft else None,
-                         baseline=100 * b.mean(), baseline_std=100 * b.std(ddof=1), control=100 * ctl.mean(),
-                         control_std=100 * ctl.std(ddof=1), taf=100 * taf.mean(), taf_std=100 * taf.std(ddof=1),
-                         taf_vs_control=100 * vc['mean'], taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'],
-                         p=vc['p'], reading=vc['reading'], taf_vs_baseline=100 * vb['mean'],
-                         taf_vs_baseline_std=100 * vb['std'], paper_baseline=pb, paper_taf=pt,
-                         paper_gain=None if pb is None else round(pt - pb, 1)))
-    return pd.DataFrame(rows)
-
 # %% ../nbs/19_study.ipynb #09cb18c3
-from .corruptions import CORRUPTIONS
-
 def corruption_measure(severities=(1, 2, 3, 4, 5), # ImageNet-C severities, each measured
                        corruptions=None,   # names of `taf.corruptions.CORRUPTIONS`; None: all eight
                        split:str='test',   # the evaluated split
@@ -388,40 +283,7 @@ def corruption_measure(severities=(1, 2, 3, 4, 5), # ImageNet-C severities, each
                     + ('' if corruptions is None else '/' + '+'.join(cs)))
     return measure
 
-def corruption_rows(df:pd.DataFrame, # one row per model, with `corruption_measure`'s columns
-                    ids:list,        # the columns that name a model, e.g. ['seed', 'method']
-                   )->pd.DataFrame:  # ids, corruption, severity (0: clean), top1, top5 (fractions)
-    "`corruption_measure`'s columns as long rows: one per model, corruption and severity."
-    keys = dict.fromkeys(c.rsplit('/', 1)[0] for c in df.columns if isinstance(c, str) and c.count('/') == 2)
-    return pd.DataFrame([{**{i: r[i] for i in ids}, 'corruption': k.split('/')[0], 'severity': int(k.split('/')[1]),
-                          'top1': r[f'{k}/top1'], 'top5': r[f'{k}/top5']} for _, r in df.iterrows() for k in keys])
-
 # %% ../nbs/19_study.ipynb #858f0654
-def claim(claim:str,                # the paper's claim in a few plain words
-          paper:str,                # the paper's number or direction, e.g. '+1.3 (Table 1: 45.6 -> 46.9)'
-          diffs,                    # per-seed paired differences the claim is about, e.g. TAF - control top-1
-          paper_sign:int|None=1,    # the sign the paper gives them: 1 (helps), -1 (hurts); None: not comparable
-          what:str='TAF - control', # what `diffs` are, named in `measured`
-          scale:float=100,          # shown as diffs x scale: 100 for top-1 fractions (points), 1 for losses
-          digits:int=1,             # decimals shown
-          unit:str='seed',          # what one difference is paired over: 'seed', 'clip'
-         )->dict: # claim, paper, measured, agrees (True/False/None), basis
-    "One claim of the paper against its measured paired differences: agrees only if same sign and p < 0.05."
-    d = paired(diffs)
-    if not d['n']: return dict(claim=claim, paper=paper, measured='not measured', agrees=None, basis='not measured')
-    n = f"{d['n']} {unit}{'s' if d['n'] > 1 else ''}"
-    num = lambda x, sign='': (f"{x:{sign}.{digits}f}" if abs(x) < 1e-12 or abs(x) >= 0.5 * 10 ** -digits  # 1e-12: 0
-                              else f"{x:{sign}.2g}")
-    spread = '' if d['std'] != d['std'] else f" ± {num(scale * d['std'])}"
-    test = f"p {d['p']:.2g}, {n}" if d['p'] == d['p'] else f"{n}: no test"
-    measured = f"{what}: {num(scale * d['mean'], '+')}{spread} ({test})"
-    if paper_sign not in (1, -1): agrees, basis = None, 'not comparable: the paper gives no direction'
-    elif d['reading'] == 'no detectable effect': agrees, basis = False, f"no detectable effect ({test})"
-    else:
-        agrees = bool((d['mean'] > 0) == (paper_sign > 0))
-        basis = f"p < 0.05, {'the paper' if agrees else 'against the paper'}'s sign"
-    return dict(claim=claim, paper=paper, measured=measured, agrees=agrees, basis=basis)
-
 def level_diff(study:Study, # a study filled by `ablation`
                regime:str,  # one of its regimes
                a:str, b:str='control', # level names (`b` 'control': the control)

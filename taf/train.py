@@ -4,10 +4,8 @@
 
 # %% ../nbs/13_train.ipynb #7ac0e375
 from __future__ import annotations
-import csv, hashlib, json, math, os, time
-import multiprocessing as mp
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait, FIRST_COMPLETED
-from contextlib import contextmanager, nullcontext
+import csv, json, math, os, time
+from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -32,8 +30,7 @@ from .config import TrainConfig, validate_config, lr_factor, last_lr, config_fro
 
 # %% auto #0
 __all__ = ['epoch_batches', 'build_datasets', 'build_eval_dataset', 'build_model', 'param_groups', 'init_distributed',
-           'NonFiniteLossError', 'Trainer', 'train', 'load_model', 'file_lock', 'cached_train', 'TrainPool', 'run_many',
-           'run_key', 'ResultStore', 'write_manifest', 'read_manifest']
+           'NonFiniteLossError', 'Trainer', 'train', 'load_model']
 
 # %% ../nbs/13_train.ipynb #c0a5ae60
 def _seed_mix(*xs)->int: return int(np.random.SeedSequence([int(x) for x in xs]).generate_state(1)[0])
@@ -426,152 +423,3 @@ def load_model(path, # a checkpoint written by `Trainer`
     load_state_dict_dual(model, sd)
     if meta.get('dual') and not dual: strip_dual_bn(model)
     return model.to(device).eval()
-
-# %% ../nbs/13_train.ipynb #b4ad73b3
-@contextmanager
-def file_lock(path:str|Path): # the lock file (created if missing; its content does not matter)
-    "Hold an exclusive advisory lock on `path` for the duration of the block (POSIX `flock`; a no-op elsewhere)."
-    try: import fcntl
-    except ImportError: fcntl = None                              # Windows: no locking
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally:
-            if fcntl: fcntl.flock(f, fcntl.LOCK_UN)
-
-# %% ../nbs/13_train.ipynb #6dcf5ed5
-_RUN_FILES = ('last.pt', 'results.json', 'log.csv', 'log.jsonl', 'config.json', 'run.json')
-_VOLATILE = ('progress', 'workers')
-
-def _comparable(d:dict)->dict: return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _VOLATILE}
-
-def cached_train(cfg:TrainConfig, **kw)->dict: # `Trainer.fit`'s result (read back when reused)
-    "`train(cfg)` unless `cfg.out_dir` holds a finished run of the same config; resumes an interrupted one."
-    out = Path(cfg.out_dir)
-    ranks = int(os.environ.get('WORLD_SIZE', '1'))
-    with file_lock(out.with_name(out.name + '.lock')) if ranks == 1 else nullcontext():
-        stored = out/'config.json'
-        same = stored.exists() and _comparable(json.loads(stored.read_text())) == _comparable(asdict(cfg))
-        if same and (out/'results.json').exists(): return json.loads((out/'results.json').read_text())
-        if not same:
-            for f in _RUN_FILES: (out/f).unlink(missing_ok=True)      # another config's run: start over
-        return train(cfg, resume=same, **kw)
-
-# %% ../nbs/13_train.ipynb #bfa8d4c9
-def _init_worker(threads:int):
-    torch.set_num_threads(threads)
-
-class TrainPool:
-    "`cached_train` in this process (`workers` <= 1) or in `workers` spawned processes kept for the pool's life."
-    def __init__(self, workers:int=1, # processes; 1 = run here, one after the other
-                 threads:int=1):      # torch threads per worker process
-        self.workers, self.threads, self.ex = workers, threads, None
-
-    def __enter__(self):
-        if self.workers > 1:
-            self.ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('spawn'),
-                                          initializer=_init_worker, initargs=(self.threads,))
-        return self
-
-    def __exit__(self, *exc):
-        if self.ex is not None: self.ex.shutdown(cancel_futures=True)
-        self.ex = None
-
-    def submit(self, cfg:TrainConfig)->Future: # already done when the pool runs here
-        "Start `cached_train(cfg)` in a worker process, or run it here and now."
-        if self.ex is not None: return self.ex.submit(cached_train, cfg)
-        f = Future()
-        try: f.set_result(cached_train(cfg))
-        except Exception as e: f.set_exception(e)
-        return f
-
-    def run(self, cfgs:list): # TrainConfigs (independent of each other)
-        "Yield `(i, cached_train(cfgs[i]))` as each run finishes (in order when run here)."
-        if self.ex is None:
-            for i, c in enumerate(cfgs): yield i, cached_train(c)
-            return
-        futs = {self.submit(c): i for i, c in enumerate(cfgs)}
-        for f in as_completed(futs): yield futs[f], f.result()
-
-def run_many(cfgs:list,        # TrainConfigs
-             workers:int=1,    # processes; 1 = run here, one after the other
-             threads:int=1,    # torch threads per worker process
-             after:dict|None=None, # {i: j}: `cfgs[i]` starts once `cfgs[j]` has finished; None: all independent
-            )->list: # `cached_train`'s results, in the order of `cfgs`
-    "`cached_train` every configuration, reusing finished runs, each started as soon as the run it needs is done."
-    after, out, running = after or {}, {}, {}
-    bad = {i: j for i, j in after.items() if not (0 <= i < len(cfgs) and 0 <= j < len(cfgs)) or i == j}
-    if bad: raise ValueError(f"run_many: after={bad} names no other run of the {len(cfgs)} given")
-    waiting = list(range(len(cfgs)))
-    with TrainPool(min(workers, len(cfgs)), threads) as pool:
-        while waiting or running:
-            for i in [i for i in waiting if after.get(i) is None or after[i] in out]:
-                waiting.remove(i)
-                running[pool.submit(cfgs[i])] = i
-            if not running: raise ValueError(f"run_many: after={after} is circular; runs {waiting} can never start")
-            for f in wait(running, return_when=FIRST_COMPLETED)[0]: out[running.pop(f)] = f.result()
-    return [out[i] for i in range(len(cfgs))]
-
-# %% ../nbs/13_train.ipynb #c1ef73da
-_PLACES = ('out_dir', 'init')      # where a run writes and reads, not what it measures
-
-def run_key(*cfgs:TrainConfig)->str: # 16 hex digits
-    "The identity of a measurement: a hash of `cfgs` (e.g. a baseline and its fine-tuning) without paths or progress."
-    ident = [{k: v for k, v in _comparable(asdict(c)).items() if k not in _PLACES} for c in cfgs]
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-
-# %% ../nbs/13_train.ipynb #d1bfe7e2
-class ResultStore:
-    "Measured results of runs keyed by `run_key`, kept in one JSON file that several processes may share."
-    def __init__(self, path:str|Path): # the JSON file (created on the first `put`)
-        self.path = Path(path)
-        self.data = self._read()
-
-    def _read(self)->dict: return json.loads(self.path.read_text()) if self.path.exists() else {}
-    def refresh(self): # the store, with what other processes have put since
-        "Read the file again."
-        self.data = {**self.data, **self._read()}
-        return self
-
-    def __contains__(self, key:str)->bool: return key in self.data
-    def __getitem__(self, key:str)->dict: return self.data[key]['result']
-    def __len__(self)->int: return len(self.data)
-
-    def put(self, key:str, result:dict, **about): # `about`: what the run was (labels), stored beside `result`
-        "Store `result` under `key`: under a lock, merged with what others put since, written atomically."
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.path.with_name(self.path.name + '.lock')):
-            self.refresh().data[key] = {'result': result, **about}
-            tmp = self.path.with_name(f'{self.path.name}.{os.getpid()}.tmp')
-            tmp.write_text(json.dumps(self.data, indent=1) + '\n')
-            tmp.replace(self.path)
-
-# %% ../nbs/13_train.ipynb #f05edb06
-def write_manifest(path:str|Path, # the JSON file, e.g. runs/taf_vs_control/quick/runs.json
-                   runs:dict,     # {(seed, method): `cached_train`'s result}
-                  )->Path:
-    "List trained runs (seed, method, checkpoint, stored configuration) for the notebooks that evaluate them."
-    cfg = lambda r: json.loads((Path(r['out_dir']) / 'config.json').read_text())
-    path = Path(path)
-    path.write_text(json.dumps([{'seed': s, 'method': m, 'checkpoint': r['checkpoint'], 'config': cfg(r)}
-                                for (s, m), r in runs.items()], indent=1))
-    return path
-
-def read_manifest(path:str|Path|None, # a `write_manifest` file; None: taf_vs_control's for `profile`
-                  profile:str,        # the reading notebook's profile (default path, error messages)
-                  methods,            # the methods every returned seed has
-                  seed:int|None=None, # only this seed; None: every seed that has all `methods`
-                 )->tuple: # (seeds, {(seed, method): {'seed', 'method', 'checkpoint', 'config'}})
-    "The runs of `methods` in a manifest, for the seeds that have all of them."
-    path = Path(path or f'../../runs/taf_vs_control/{profile}/runs.json')
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run nbs/experiments/taf_vs_control.ipynb with "
-                                f"profile={profile!r} first (make reproduce does), or pass -p manifest <its runs.json>")
-    runs = {(e['seed'], e['method']): e for e in json.loads(path.read_text()) if e['method'] in set(methods)}
-    have = {s: {m for s_, m in runs if s_ == s} for s, _ in runs}
-    seeds = sorted(s for s, ms in have.items() if set(methods) <= ms and (seed is None or s == seed))
-    if not seeds: raise ValueError(f"{path}: no seed{'' if seed is None else f' {seed}'} has runs of all of "
-                                   f"{sorted(set(methods))} (found {dict(sorted(have.items()))})")
-    return seeds, {k: e for k, e in runs.items() if k[0] in seeds}

@@ -245,3 +245,54 @@ def test_real_tsm_model():
     net.eval()
     cam = frame_cams(net, x, t)
     assert cam.shape[:2] == (2, 8) and torch.isfinite(cam).all()
+
+
+# ---------------------------------------------------------------- method_loss = its public steps
+@pytest.mark.parametrize('arch, method', [('tpn', 'taf'), ('tpn', 'noise'), ('gst', 'ce'), ('tsm', 'advprop')])
+def test_method_loss_is_its_public_steps(arch, method):
+    """`method_loss` is `clean_forward`, `perturb_batch`, `adversarial_loss` and `taf_objective` in this order, bit for
+    bit, in training mode (dropout draws, TPN's auxiliary head on both paths, label-rule and noise draws)."""
+    from taf.models import create_model
+    from taf.dualbn import convert_dual_bn
+    from taf.methods import (AdvSettings, get_method, method_loss, clean_forward, perturb_batch, reuses_forward,
+                             adversarial_loss, taf_objective)
+    torch.manual_seed(0)
+    model = convert_dual_bn(create_model(arch, 4, 4, backbone='resnet18', width=8, dropout=0.5)).train()
+    x, y = clips(B=3, T=4, H=32 if arch == 'tpn' else 16, seed=1), torch.tensor([0, 1, 2])
+    s, m = AdvSettings(label_rule='correct', unattacked='keep'), get_method(method)
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    torch.manual_seed(3)
+    o = method_loss(model, x, y, method, s, generator=torch.Generator().manual_seed(4))
+    rng, g = torch.get_rng_state(), grads(o.loss)
+    torch.manual_seed(3)
+    gen, reuse = torch.Generator().manual_seed(4), reuses_forward(m, s)
+    clean = clean_forward(model, x, y, reuse=reuse)
+    x_adv, attacked = perturb_batch(model, m, clean, y, s, reuse, gen)
+    adv = adversarial_loss(model, x_adv, y, attacked, s)
+    loss = taf_objective(clean.loss, adv, s.alpha)
+    assert (clean.aux is not None) == (arch == 'tpn') and reuse == (method != 'noise')
+    for a, b in ((o.loss, loss), (o.clean, clean.loss), (o.adv, adv), (o.x_adv, x_adv), (o.attacked, attacked),
+                 (o.logits, clean.logits)):
+        assert torch.equal(a, b)
+    assert torch.equal(rng, torch.get_rng_state())                       # the same random draws
+    assert all(torch.equal(a, b) for a, b in zip(g, grads(loss)))
+
+
+def test_taf_loss_takes_the_settings_of_AdvSettings():
+    from taf.models import create_model
+    from taf.dualbn import convert_dual_bn
+    from taf.methods import taf_loss, method_loss, AdvSettings
+    torch.manual_seed(0)
+    model = convert_dual_bn(create_model('tsm', 4, 4, backbone='resnet18', width=8, dropout=0.0)).train()
+    x, y = clips(B=2, T=4, H=16), torch.tensor([0, 3])
+    kw = dict(alpha=0.5, eps=0.1, step_size=0.05, steps=2, n_nonkey=2, label_rule='taf', cam_mode='minmax',
+              cam_grad='logp', reuse_forward=False, unattacked='keep', attack_dropout=False)
+    a = taf_loss(model, x, y, generator=torch.Generator().manual_seed(0), **kw)
+    b = method_loss(model, x, y, 'taf', AdvSettings(**kw), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.loss, b.loss) and torch.equal(a.x_adv, b.x_adv)
+    with pytest.raises(TypeError, match='beta'): taf_loss(model, x, y, beta=0.1)

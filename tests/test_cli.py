@@ -1,5 +1,7 @@
 """The `taf` command line: help lists every option with its default; train -> finetune -> eval end to end;
-config file + overrides; bad values fail before any work with the field's name."""
+config file + overrides; bad values fail before any work with the field's name; every error a user can cause (a missing
+file, a file that is not a run checkpoint, a bad value, for each subcommand) is one line on stderr naming the culprit,
+without a traceback or torch's advice to load a file unsafely."""
 import dataclasses, json, os, shutil, subprocess, sys
 from pathlib import Path
 
@@ -83,7 +85,110 @@ def test_unknown_option_and_missing_config(tmp_path, capsys):
     assert 'missing.json' in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which('taf') is None, reason='console script not installed (pip install -e .)')
+TAF = Path(sys.executable).parent / 'taf'
+
+
+@pytest.mark.skipif(not TAF.exists(), reason='console script not installed (pip install -e .)')
 def test_console_script():
-    r = subprocess.run(['taf', '--help'], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([TAF, '--help'], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'finetune' in r.stdout
+
+
+# ---- one-line errors: every error a user can cause is one line on stderr naming the culprit, exit status != 0 ----
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    "A run checkpoint of a tiny synthetic baseline, and files that are not run checkpoints."
+    import numpy as np, pickle, torch
+    from taf.config import get_recipe
+    from taf.train import train
+    d = tmp_path_factory.mktemp('files')
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: train(get_recipe('synthetic', **{**CONFIG, 'out_dir': str(d / 'base')}))
+    finally: torch.set_num_threads(n)
+    (d / 'notes.txt').write_text('not a checkpoint\n')
+    torch.save({'w': torch.ones(2)}, d / 'weights.pt')                   # a bare state dict: no run config
+    torch.save([torch.ones(2)], d / 'list.pt')                           # a torch file without a model
+    pickle.dump({'model': np.ones(2)}, open(d / 'objects.pt', 'wb'))     # refused by the safe loader
+    return d
+
+
+def one_line_error(argv, capsys):
+    "(exit status, the error line) of `taf *argv`, asserting that stderr is one line without a traceback."
+    try: rc = main([str(a) for a in argv])
+    except SystemExit as e: rc = e.code
+    err = capsys.readouterr().err
+    assert rc not in (0, None), (argv, err)
+    assert err.endswith('\n') and err.count('\n') == 1, (argv, err)
+    assert 'Traceback' not in err and 'weights_only' not in err, err
+    assert err.startswith((f"taf {argv[0]}: ", 'taf: ')), err          # the command's, or the top parser's
+    return rc, err
+
+
+NOT_CHECKPOINTS = ['missing.pt', 'notes.txt', 'weights.pt', 'list.pt', 'objects.pt']
+
+
+@pytest.mark.parametrize('name', NOT_CHECKPOINTS)
+@pytest.mark.parametrize('command, option', [('eval', '--checkpoint'), ('finetune', '--init')])
+def test_not_a_run_checkpoint(files, capsys, command, option, name):
+    out = ['--out_dir', files / 'never'] if command == 'finetune' else []
+    rc, err = one_line_error([command, option, files / name, *out], capsys)
+    assert rc == 2 and str(files / name) in err
+    assert ('does not exist' if name == 'missing.pt' else 'not a taf') in err
+    assert not (files / 'never').exists()
+
+
+@pytest.mark.parametrize('args, culprit', [
+    (['train', '--recipe', 'synthetic', '--alpha', '2'], 'TrainConfig.alpha=2.0'),
+    (['train', '--recipe', 'synthetic', '--epochs', 'x'], "--epochs 'x'"),
+    (['train', '--recipe', 'synthetic', '--dataset', 'nosuch'], "TrainConfig.dataset='nosuch'"),
+    (['train', '--recipe', 'synthetic', '--eps', '1/0'], "--eps '1/0'"),
+    (['train', '--recipe', 'nosuch'], "--recipe: invalid choice: 'nosuch'"),
+    (['train', '--config', '{d}/notes.txt'], 'notes.txt'),                      # not JSON, no [train] section
+    (['train', '--config', '{d}/missing.json'], 'missing.json'),
+    (['train', '--config', '{d}/base/last.pt'], 'last.pt: not a text file'),    # a binary file
+    (['finetune', '--init', '{d}/base/last.pt', '--alpha', '2'], 'TrainConfig.alpha=2.0'),
+    (['finetune', '--init', '{d}/base/last.pt', '--method', 'nosuch'], "TrainConfig.method='nosuch'"),
+    (['finetune', '--init', '{d}/base/last.pt', '--arch', 'tam'], "arch='tsm'"),  # the baseline is a TSM
+    (['finetune', '--init', '{d}/base/last.pt', '--severity', '2'], 'unrecognized arguments: --severity'),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--severity', '9'], '--severity: invalid choice: 9'),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--corruption', 'nosuch'], "--corruption: invalid choice: 'nosuch'"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--dataset', 'nosuch'], "--dataset: invalid choice: 'nosuch'"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--dataset', 'ssv1'], "--root None: no folder with the ssv1 dataset"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--batch_size', '0'], "--batch_size: '0': expected an integer >= 1"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--device', 'nosuch'], "--device: 'nosuch'"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--size', 'x'], "--size: 'x'"),
+    (['eval', '--checkpoint', '{d}/base/last.pt', '--out', '{d}'], "--out: '{d}' is a folder"),
+    (['bench', '--profile', 'nosuch'], "--profile: invalid choice: 'nosuch'"),
+    (['bench', '--device', 'nosuch'], "--device: 'nosuch'"),
+    (['bench', '--out', '{d}/notes.txt'], 'notes.txt'),                          # a file where a folder belongs
+    (['reproduce', '--profile', 'nosuch'], "'nosuch'"),
+    (['reproduce', '--only', 'table9'], "unknown experiment(s) ['table9']"),
+    (['reproduce', '--jobs', '0'], "--jobs: '0': expected an integer >= 1"),
+    (['reproduce', '--root', '{d}/notes.txt'], 'notes.txt'),                     # a file where the repository belongs
+])
+def test_bad_value_is_one_line(files, capsys, args, culprit):
+    rc, err = one_line_error([a.format(d=files) for a in args], capsys)
+    assert culprit.format(d=files) in err, err
+    assert not (files / 'base_taf').exists() and not (files / 'never').exists()
+
+
+def test_cuda_asked_for_without_cuda(files, capsys):
+    import torch
+    if torch.cuda.is_available(): pytest.skip('this machine has CUDA')
+    _, err = one_line_error(['eval', '--checkpoint', files / 'base' / 'last.pt', '--device', 'cuda'], capsys)
+    assert "--device: 'cuda'" in err
+    _, err = one_line_error(['train', '--recipe', 'synthetic', '--device', 'cuda', '--out_dir', files / 'never'],
+                            capsys)
+    assert "TrainConfig.device='cuda'" in err
+
+
+@pytest.mark.parametrize('args, culprit', [(['eval', '--checkpoint', 'missing.pt'], 'missing.pt'),
+                                           (['finetune', '--init', '{d}/notes.txt'], 'notes.txt'),
+                                           (['finetune', '--init', '{d}/objects.pt'], 'objects.pt')])
+def test_console_errors_are_one_line(files, args, culprit):
+    "The same from a new process: nothing else on stderr (no warning from torch's loader)."
+    r = taf(*[a.format(d=files) for a in args], timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and culprit in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr and 'weights_only' not in r.stderr, r.stderr
