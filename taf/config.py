@@ -115,7 +115,8 @@ def _check_run(c:TrainConfig):
     for f in ('init', 'pretrained'):
         v = getattr(c, f)
         if v is not None and not Path(v).is_file(): raise _bad(f, v, "an existing file")
-    if Path(c.out_dir).exists() and not Path(c.out_dir).is_dir(): raise _bad('out_dir', c.out_dir, "a folder, not a file")
+    if Path(c.out_dir).exists() and not Path(c.out_dir).is_dir():
+        raise _bad('out_dir', c.out_dir, "a folder, not a file")
     if c.init and Path(c.init).resolve() == (Path(c.out_dir) / 'last.pt').resolve():
         raise _bad('out_dir', c.out_dir, f"another folder than the one of init={c.init!r} (it would be overwritten)")
 
