@@ -354,7 +354,8 @@ def pair_claims(pairs:dict,  # claim -> (level a, level b): a beats b in the pap
                )->list:      # `claim` dicts, regime by regime
     "One claim per regime and pair: the paper's gap between the two levels and the measured paired differences."
     return [claim(f"{c} ({r})", f"{paper[a] - paper[b]:+.1f} ({source}: {paper[a]} vs {paper[b]})", diff(r, a, b),
-                  what=f"{a} - {b}") for r in regimes for c, (a, b) in pairs.items()]
+                  what=f"{a} - {b}", paper_effect=round(paper[a] - paper[b], 1))
+            for r in regimes for c, (a, b) in pairs.items()]
 
 @patch
 def compare(self:Ablation, pairs:dict, paper:dict, source:str)->list: # see `pair_claims`

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
-from .stats import paired
+from .stats import paired, judged
 from .study import Study, trained_on
 
 # %% auto #0
-__all__ = ['fmt_pm', 'markdown_table', 'ablation_table', 'ablation_markdown', 'ablation_caption', 'ablation_plot',
+__all__ = ['fmt_pm', 'ci_text', 'markdown_table', 'ablation_table', 'ablation_markdown', 'ablation_caption', 'ablation_plot',
            'model_grid_table', 'corruption_rows']
 
 # %% ../nbs/20_report.ipynb #c5e70c33
@@ -26,6 +26,10 @@ def fmt_pm(x,                 # fractions, one per seed (a list or Series; NaN i
     return f"{m} ± {100 * x.std(ddof=1):.1f}" if len(x) > 1 else m
 
 # %% ../nbs/20_report.ipynb #75ad05b1
+def ci_text(df:pd.DataFrame)->list: # '[-0.3, +1.2]' per row of `ci_low`, `ci_high` (points); '' without one
+    "The 95% interval of each row, as shown in the tables."
+    return ['' if lo != lo else f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(df.ci_low, df.ci_high)]
+
 def markdown_table(df:pd.DataFrame,     # the rows to show, columns as headers
                    floatfmt:str='.2f',  # format of float cells
                   )->str: # GitHub Markdown
@@ -50,12 +54,12 @@ def ablation_table(study:Study, levels:dict, # the study and levels given to `ab
         for name in levels:
             t = d[d.level == name].set_index('seed').test
             vc, vb, p = paired(t - ctl), paired(t - b), (paper or {}).get(name)     # paired: aligned on the seed
+            gain = None if p is None or paper_baseline is None else round(p - paper_baseline, 1)
             rows.append(dict(regime=r, level=name, seeds=len(t), baseline=100 * b.mean(), control=100 * ctl.mean(),
                              taf=100 * t.mean(), taf_std=100 * t.std(ddof=1), taf_vs_control=100 * vc['mean'],
                              taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'], p=vc['p'],
-                             reading=vc['reading'], taf_vs_baseline=100 * vb['mean'], paper_top1=p,
-                             paper_vs_baseline=None if p is None or paper_baseline is None
-                             else round(p - paper_baseline, 1)))
+                             **judged(vc, gain), taf_vs_baseline=100 * vb['mean'], paper_top1=p,
+                             paper_vs_baseline=gain))
     return pd.DataFrame(rows)
 
 # %% ../nbs/20_report.ipynb #6245fccc
@@ -68,7 +72,7 @@ def ablation_markdown(df:pd.DataFrame, # `ablation_table`'s result
                         'baseline': df.baseline.map('{:.1f}'.format), 'control': df.control.map('{:.1f}'.format),
                         what: [two(m, s) for m, s in zip(df.taf, df.taf_std)],
                         f'{what} - control': [two(m, s, '+') for m, s in zip(df.taf_vs_control, df.taf_vs_control_std)],
-                        'per seed': df.per_seed, 'p': df.p, 'reading': df.reading,
+                        'per seed': df.per_seed, '95% CI': ci_text(df), 'p': df.p, 'verdict': df.verdict,
                         f'{what} - baseline': df.taf_vs_baseline.map('{:+.1f}'.format),
                         'paper top-1': df.paper_top1, 'paper vs baseline': df.paper_vs_baseline.map(
                             lambda v: '' if v is None or v != v else f"{v:+.1f}")})
@@ -82,7 +86,8 @@ def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what
     return (f"Synthetic regimes {regimes}, seeds {seeds}; TSM-ResNet18 width {b0.width}, baseline recipe "
             f"`RECIPES['synthetic']` ({b0.epochs} epochs, lr {b0.lr}); fine-tunings {ft.epochs} epochs from lr "
             f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
-            "**test** split; differences: paired per seed (points), `p`: t-test, `reading`: p < 0.05. Paper: SSV1, "
+            "**test** split; differences: paired per seed (points), `95% CI`: t-interval over seeds, `p`: t-test, "
+            "`verdict`: the interval against 0 and the paper's gain over its baseline (`taf.stats`). Paper: SSV1, "
             "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). "
             f"Trained and measured on: {trained_on(study)}.")
 
@@ -129,7 +134,8 @@ def model_grid_table(study:Study,          # a study filled by `model_grid`
                          baseline=100 * b.mean(), baseline_std=100 * b.std(ddof=1), control=100 * ctl.mean(),
                          control_std=100 * ctl.std(ddof=1), taf=100 * taf.mean(), taf_std=100 * taf.std(ddof=1),
                          taf_vs_control=100 * vc['mean'], taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'],
-                         p=vc['p'], reading=vc['reading'], taf_vs_baseline=100 * vb['mean'],
+                         p=vc['p'], **judged(vc, None if pb is None else round(pt - pb, 1)),
+                         taf_vs_baseline=100 * vb['mean'],
                          taf_vs_baseline_std=100 * vb['std'], paper_baseline=pb, paper_taf=pt,
                          paper_gain=None if pb is None else round(pt - pb, 1)))
     return pd.DataFrame(rows)

@@ -6,11 +6,13 @@
 from __future__ import annotations
 import json, os, shutil, time
 from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 import papermill
 from papermill.exceptions import PapermillExecutionError
 from .jobs import Job, JobError, run_jobs
 from .profiles import get_profile
+from .stats import VERDICTS, holm, pooled
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters', 'ReproduceError',
@@ -110,7 +112,7 @@ def run_notebook(notebook, # the experiment notebook
 
 # %% ../nbs/22_reproduce.ipynb #34a921c8
 def read_claims(folder, # figures/<profile>
-               )->list: # one dict per claim: artefact, claim, paper, measured, agrees, basis
+               )->list: # one dict per claim: artefact, then `taf.stats.claim`'s keys
     "The `claims` of every experiment's `<name>.meta.json` in `folder`: the tables, then the figures, in order."
     out = []
     for e in sorted(EXPERIMENTS, key=lambda e: (e.name.startswith('figure'), e.name)):
@@ -120,25 +122,61 @@ def read_claims(folder, # figures/<profile>
         out += [{'artefact': e.name, **c} for c in claims or []]
     return out
 
+def _num(v, signed=True)->str: return '' if v is None or v != v else f"{v:+.2g}" if abs(v) < 0.05 and v else (
+    f"{v:+.1f}" if signed else f"{v:.1f}")
+def _p(v)->str: return '' if v is None or v != v else f"{v:.2g}"
+def _ci(lo, hi)->str: return '' if lo is None or lo != lo else f"[{_num(lo)}, {_num(hi)}]"
+
+def _verdict_of(c:dict)->str:
+    if 'diffs' not in c: return 'not re-evaluated'
+    if not c.get('n'): return 'not measured'
+    return c.get('verdict') or 'no direction'
+
+# %% ../nbs/22_reproduce.ipynb #3cb85657
+def _pooled_rows(cs:list)->list: # Markdown rows of the pooled table
+    fams = {a: [c for c in cs if c['artefact'] == a] for a in dict.fromkeys(c['artefact'] for c in cs)}
+    fams['every TAF - control top-1 claim'] = [c for c in cs if c.get('scale') == 100
+                                               and str(c.get('what', '')).startswith('TAF - control')]
+    rows = []
+    for name, fam in fams.items():
+        fam = [c for c in fam if 'diffs' in c and c.get('n') and c.get('paper_sign') in (1, -1)]
+        if len(fam) < 2 or len({(c.get('scale'), c.get('unit')) for c in fam}) > 1: continue
+        pl = pooled(fam)
+        label = f"`{name}`" if name in {e.name for e in EXPERIMENTS} else name
+        rows.append(f"| {label} | {pl['n']} | {_num(pl['mean'])} | {_ci(pl['lo'], pl['hi'])} | {_p(pl['p'])} | "
+                    f"{_num(pl['paper_effect'])} | {pl['verdict']} |")
+    return rows
+
 def claims_section(folder, # figures/<profile>
                   )->list: # Markdown lines
-    "'What reproduces and what does not': one row per claim, and one sentence counting them."
+    "'What reproduces and what does not': the verdict counts, the pooled lines, one row per claim."
     cs, cell = read_claims(folder), lambda v: str(v).replace('|', '\\|')
-    yes = sum(c.get('agrees') is True for c in cs)
-    no = [c for c in cs if c.get('agrees') is False]
-    quiet = [c for c in no if str(c.get('basis', '')).startswith('no detectable effect')]
-    once = sum(str(c.get('basis', '')).endswith(': no test)') for c in quiet)   # one seed: no t-test possible
     lines = ["## What reproduces and what does not", ""]
     if not cs: return lines + ["No experiment in this folder recorded a claim of the paper.", ""]
-    lines += [f"{yes} of {len(cs)} claims of the paper reproduce in profile `{Path(folder).name}`; not reproduced: "
-              f"{len(no)} ({len(quiet)} no detectable effect, {once} of them measured once and so not testable; "
-              f"{len(no) - len(quiet)} a detectable effect against the paper); not measured: "
-              f"{len(cs) - yes - len(no)}. A claim reproduces only where the measured paired difference has the "
-              "paper's sign and p < 0.05 (`taf.stats.claim`).", "",
-              "| artefact | claim | paper | measured | agrees | basis |", "|---|---|---|---|---|---|"]
-    word = {True: 'yes', False: 'no', None: 'not measured'}
-    return lines + [f"| `{c['artefact']}` | " + ' | '.join(cell(c.get(k, '')) for k in ('claim', 'paper', 'measured'))
-                    + f" | {word[c.get('agrees')]} | {cell(c.get('basis', ''))} |" for c in cs] + [""]
+    words = [_verdict_of(c) for c in cs]
+    q = holm([c.get('p', float('nan')) if w in VERDICTS else float('nan') for c, w in zip(cs, words)])
+    n = Counter(words)
+    rest = [f"{n[k]} {k}" for k in ('not measured', 'no direction', 'not re-evaluated') if n[k]]
+    lines += [f"{len(cs)} claims of the paper in profile `{Path(folder).name}`: **{n['reproduces']} reproduce, "
+              f"{n['against']} against, {n['smaller than claimed']} smaller than claimed, {n['inconclusive']} "
+              f"inconclusive**" + (f"; {', '.join(rest)}" if rest else '') + ". Each verdict comes from the 95% "
+              "t-interval of the paired differences against 0 and against the paper's effect (rules in "
+              "`nbs/18_stats.ipynb`); Holm's p adjusts over the claims with a test; the last column gives the "
+              "units a paired t-test needs for 80% power against the paper's effect at the measured spread.", ""]
+    pooled_rows = _pooled_rows(cs)
+    if pooled_rows:
+        lines += ["Pooled per table (cells as units; each cell's mean difference signed so that the paper's "
+                  "direction is positive; the cells of an ablation table share runs, so their interval is "
+                  "optimistic):", "", "| family | cells | pooled | 95% CI | p | paper | verdict |",
+                  "|---|---|---|---|---|---|---|", *pooled_rows, ""]
+    lines += ["| artefact | claim | paper | measured | 95% CI | p | Holm p | verdict | for 80% power |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for c, w, qh in zip(cs, words, q):
+        need = c.get('seeds_needed')
+        need = '' if need is None else f"{'> ' if need >= 10_000 else ''}{need} {c.get('unit', 'seed')}s"
+        lines.append(f"| `{c['artefact']}` | " + ' | '.join(cell(c.get(k, '')) for k in ('claim', 'paper', 'measured'))
+                     + f" | {_ci(c.get('lo'), c.get('hi'))} | {_p(c.get('p'))} | {_p(qh)} | {w} | {need} |")
+    return lines + [""]
 
 # %% ../nbs/22_reproduce.ipynb #95e628e7
 def write_report(folder, # figures/<profile>

@@ -33,6 +33,7 @@ def test_reproduce_smoke_all(tmp_path, monkeypatch):
     "Every experiment of the smoke profile (figures, runs in tmp) writes md/csv/meta.json; REPORT.md lists the claims."
     from taf.profiles import get_profile
     from taf.reproduce import EXPERIMENTS, reproduce, read_claims
+    from taf.stats import VERDICTS
     monkeypatch.setenv('OMP_NUM_THREADS', '1')                           # the notebooks' kernels inherit it
     figures, runs = tmp_path / 'figures', tmp_path / 'runs'
     timings = reproduce('smoke', root=ROOT, figures_dir=figures, runs_dir=runs)   # 2 notebooks at a time
@@ -50,11 +51,15 @@ def test_reproduce_smoke_all(tmp_path, monkeypatch):
                    'table6b', 'table7', 'figure3', 'figure4', 'figure5'}
     assert {c['artefact'] for c in claims} == with_claims
     for c in claims:
-        assert set(c) == {'artefact', 'claim', 'paper', 'measured', 'agrees', 'basis'}
-        assert c['claim'] and c['paper'] and c['basis'] and c['agrees'] in (True, False, None)
-        if c['agrees'] is False: assert c['basis'].startswith(('no detectable effect', 'p < 0.05')), c
+        assert {'artefact', 'claim', 'paper', 'measured', 'verdict', 'agrees', 'basis', 'diffs', 'n'} <= set(c)
+        assert c['claim'] and c['paper'] and c['basis'] and c['verdict'] in (*VERDICTS, None)
+        assert c['agrees'] == (None if c['verdict'] is None else c['verdict'] == 'reproduces'), c
+        assert len(c['diffs']) == c['n']
     report = (smoke / 'REPORT.md').read_text()
     section = report.split('## What reproduces and what does not')[1].split('\n## ')[0]
-    m = re.search(r'(\d+) of (\d+) claims of the paper reproduce in profile `smoke`', section)
-    assert m and int(m[2]) == len(claims) and int(m[1]) == sum(c['agrees'] is True for c in claims)
-    assert section.count('\n| `') == len(claims)                          # one row per claim
+    m = re.search(r'(\d+) claims of the paper in profile `smoke`: \*\*(\d+) reproduce, (\d+) against, (\d+) smaller '
+                  r'than claimed, (\d+) inconclusive\*\*', section)
+    assert m and int(m[1]) == len(claims), section[:500]
+    assert [int(m[i]) for i in (2, 3, 4, 5)] == [sum(c['verdict'] == v for c in claims) for v in VERDICTS]
+    rows = section.split('| artefact | claim |')[1].split('\n')[2:]
+    assert sum(r.startswith('| `') for r in rows) == len(claims)        # one row per claim
