@@ -12,7 +12,7 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 from .jobs import Job, JobError, run_jobs
 from .profiles import get_profile
-from .stats import VERDICTS, holm, pooled
+from .stats import VERDICTS, holm, pooled, seeds_for_power
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters', 'ReproduceError',
@@ -172,7 +172,7 @@ def claims_section(folder, # figures/<profile>
     lines += ["| artefact | claim | paper | measured | 95% CI | p | Holm p | verdict | for 80% power |",
               "|---|---|---|---|---|---|---|---|---|"]
     for c, w, qh in zip(cs, words, q):
-        need = c.get('seeds_needed')
+        need = seeds_for_power(c.get('paper_effect'), c.get('std', float('nan'))) if w in VERDICTS else None
         need = '' if need is None else f"{'> ' if need >= 10_000 else ''}{need} {c.get('unit', 'seed')}s"
         lines.append(f"| `{c['artefact']}` | " + ' | '.join(cell(c.get(k, '')) for k in ('claim', 'paper', 'measured'))
                      + f" | {_ci(c.get('lo'), c.get('hi'))} | {_p(c.get('p'))} | {_p(qh)} | {w} | {need} |")

@@ -81,10 +81,12 @@ def seeds_for_power(effect:float|None, # the paper's effect (units of `std`)
     "Units a two-sided paired t-test needs to detect `effect` with `power` at the measured `std`."
     from statsmodels.stats.power import TTestPower
     if effect is None or std != std or not std > 0 or effect == 0: return None
-    try: n = TTestPower().solve_power(effect_size=abs(effect) / std, alpha=alpha, power=power,
-                                      alternative='two-sided')
-    except Exception: return cap
-    return cap if not n == n or n > cap else max(2, math.ceil(n))
+    d, tp = abs(effect) / std, TTestPower()
+    pw = lambda n: tp.power(effect_size=d, nobs=n, alpha=alpha, alternative='two-sided')
+    if pw(cap) < power: return cap
+    for n in range(2, 51):        # small n first: NaN (noncentrality too large to evaluate) -> the next n that works
+        if pw(n) >= power: return n
+    return math.ceil(tp.solve_power(effect_size=d, alpha=alpha, power=power, alternative='two-sided'))
 
 # %% ../nbs/18_stats.ipynb #454cd941
 def claim(claim:str,                # the paper's claim in a few plain words
