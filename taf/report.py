@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
-from .stats import paired, judged
+from .stats import paired, judged, collapsed, collapsed_cells
 from .study import Study, trained_on
 
 # %% auto #0
@@ -50,7 +50,9 @@ def ablation_table(study:Study, levels:dict, # the study and levels given to `ab
     for r in dict.fromkeys(fd.regime):
         d = fd[fd.regime == r]
         ctl = d[d.method == 'control'].set_index('seed').test
-        b = bd[(bd.regime == r) & (bd.variant == 'tuned')].set_index('seed').test if len(bd) else pd.Series(dtype=float)
+        bt = bd[(bd.regime == r) & (bd.variant == 'tuned')].set_index('seed') if len(bd) else pd.DataFrame()
+        b = bt.test if len(bt) else pd.Series(dtype=float)
+        fell = collapsed(bt.val, bt.chance.iloc[0]) if len(bt) and 'val' in bt else []
         for name in levels:
             t = d[d.level == name].set_index('seed').test
             vc, vb, p = paired(t - ctl), paired(t - b), (paper or {}).get(name)     # paired: aligned on the seed
@@ -59,7 +61,7 @@ def ablation_table(study:Study, levels:dict, # the study and levels given to `ab
                              taf=100 * t.mean(), taf_std=100 * t.std(ddof=1), taf_vs_control=100 * vc['mean'],
                              taf_vs_control_std=100 * vc['std'], per_seed=vc['per_seed'], p=vc['p'],
                              **judged(vc, gain), taf_vs_baseline=100 * vb['mean'], paper_top1=p,
-                             paper_vs_baseline=gain))
+                             paper_vs_baseline=gain, collapsed=' / '.join(map(str, fell))))
     return pd.DataFrame(rows)
 
 # %% ../nbs/20_report.ipynb #6245fccc
@@ -75,7 +77,8 @@ def ablation_markdown(df:pd.DataFrame, # `ablation_table`'s result
                         'per seed': df.per_seed, '95% CI': ci_text(df), 'p': df.p, 'verdict': df.verdict,
                         f'{what} - baseline': df.taf_vs_baseline.map('{:+.1f}'.format),
                         'paper top-1': df.paper_top1, 'paper vs baseline': df.paper_vs_baseline.map(
-                            lambda v: '' if v is None or v != v else f"{v:+.1f}")})
+                            lambda v: '' if v is None or v != v else f"{v:+.1f}"),
+                        'collapsed baseline seeds': df.get('collapsed', '')})
     return markdown_table(out, '.2f')
 
 # %% ../nbs/20_report.ipynb #e42f6527
@@ -88,7 +91,8 @@ def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what
             f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
             "**test** split; differences: paired per seed (points), `95% CI`: t-interval over seeds, `p`: t-test, "
             "`verdict`: the interval against 0 and the paper's gain over its baseline (`taf.stats`). Paper: SSV1, "
-            "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). "
+            "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). `collapsed baseline "
+            "seeds`: rule 6 of `taf.stats` (val top-1 > 15 points below the cell's best seed, or < 2 x chance). "
             f"Trained and measured on: {trained_on(study)}.")
 
 # %% ../nbs/20_report.ipynb #46cbde0b
@@ -120,12 +124,15 @@ def model_grid_table(study:Study,          # a study filled by `model_grid`
                     )->pd.DataFrame: # one row per cell; accuracies and differences in %
     "Per (regime, arch, T): test top-1 of baseline, control, TAF; paired differences; the paper's numbers."
     fd = study.finetunes().reindex(columns=['regime', 'arch', 'T', 'seed', 'method', 'test'])
-    bd = study.baselines(('regime', 'arch', 'T', 'seed')).reindex(columns=['regime', 'arch', 'T', 'seed', 'test'])
+    bd = study.baselines(('regime', 'arch', 'T', 'seed')).reindex(columns=['regime', 'arch', 'T', 'seed', 'test', 'val',
+                                                                            'chance'])
     rows = []
     for r, a, T in dict.fromkeys(b[:3] for b in study.bases):
         d, cell = fd[(fd.regime == r) & (fd.arch == a) & (fd['T'] == T)], (r, a, T)
         ctl, taf = (d[d.method == m].set_index('seed').test.astype(float) for m in ('control', 'taf'))
-        b = bd[(bd.regime == r) & (bd.arch == a) & (bd['T'] == T)].set_index('seed').test.astype(float)
+        bc = bd[(bd.regime == r) & (bd.arch == a) & (bd['T'] == T)].set_index('seed')
+        b = bc.test.astype(float)
+        fell = collapsed(bc.val, bc.chance.iloc[0]) if len(bc) and bc.val.notna().any() else []
         vc, vb = paired(taf - ctl), paired(taf - b)
         pb, pt = (paper or {}).get(cell, (None, None))
         ft = [j.cfg for j in study.jobs if j.base[:3] == cell and j.cfg.method == 'taf']
@@ -137,8 +144,13 @@ def model_grid_table(study:Study,          # a study filled by `model_grid`
                          p=vc['p'], **judged(vc, None if pb is None else round(pt - pb, 1)),
                          taf_vs_baseline=100 * vb['mean'],
                          taf_vs_baseline_std=100 * vb['std'], paper_baseline=pb, paper_taf=pt,
-                         paper_gain=None if pb is None else round(pt - pb, 1)))
-    return pd.DataFrame(rows)
+                         paper_gain=None if pb is None else round(pt - pb, 1), collapsed=' / '.join(map(str, fell)),
+                         val=100 * bc.val.astype(float).mean() if len(bc) else float('nan')))
+    df = pd.DataFrame(rows)
+    fell = {r: collapsed_cells({(a, T): v / 100 for a, T, v in zip(d.arch, d['T'], d.val)})
+            for r, d in df.groupby('regime', sort=False)} if len(df) else {}
+    return df.assign(cell_collapsed=[(a, T) in fell.get(r, []) for r, a, T in zip(df.regime, df.arch, df['T'])]) \
+        if len(df) else df
 
 # %% ../nbs/20_report.ipynb #e43735ac
 def corruption_rows(df:pd.DataFrame, # one row per model, with `corruption_measure`'s columns

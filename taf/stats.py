@@ -10,7 +10,8 @@ import pandas as pd
 from scipy import stats
 
 # %% auto #0
-__all__ = ['VERDICTS', 't_interval', 'paired', 'verdict', 'judged', 'holm', 'seeds_for_power', 'claim', 'pooled']
+__all__ = ['VERDICTS', 't_interval', 'paired', 'verdict', 'judged', 'holm', 'seeds_for_power', 'claim', 'pooled', 'collapsed',
+           'collapsed_cells']
 
 # %% ../nbs/18_stats.ipynb #eab7fcbb
 def t_interval(x, # differences (NaN dropped)
@@ -133,3 +134,22 @@ def pooled(claims:list, # `claim` dicts of one family, in the same units
     p = stats.ttest_1samp(x, 0).pvalue if len(x) > 1 and x.std() > 0 else float('nan')
     return dict(n=len(x), mean=float(x.mean()), lo=lo, hi=hi, p=p, paper_effect=effect,
                 verdict=verdict(lo, hi, 1, effect))
+
+# %% ../nbs/18_stats.ipynb #5036068e
+def collapsed(val,                   # val top-1 per seed of one cell (fractions): a Series indexed by seed, or a dict
+              chance:float,          # the cell's chance level, 1 / classes
+              drop:float=0.15,       # more than this below the cell's best seed: collapsed
+              times_chance:float=2.0, # below this multiple of chance: collapsed
+             )->list: # the seeds that collapsed, in order
+    "Rule 6: the seeds of a cell whose baseline fell more than `drop` below the best seed, or below 2 x chance."
+    v = pd.Series(val, dtype=float).dropna()
+    if not len(v): return []
+    return [s for s, x in v.items() if x < v.max() - drop or x < times_chance * chance]
+
+# %% ../nbs/18_stats.ipynb #e8d74635
+def collapsed_cells(val:dict,        # cell -> mean val top-1 of its seeds (fractions), cells of one regime
+                    drop:float=0.15, # more than this below the best cell: collapsed
+                   )->list: # the cells that collapsed, in order
+    "Rule 6 for whole cells: those more than `drop` below the best cell of the same regime."
+    v = {k: x for k, x in val.items() if x == x}
+    return [k for k, x in v.items() if x < max(v.values()) - drop] if v else []
