@@ -445,12 +445,13 @@ def bench_report(df:pd.DataFrame, # from `bench`
                  out:str|Path='figures', # folder for bench.md, bench.csv, bench.meta.json
                  profile:str|None=None, # name of the profile, recorded in the metadata
                 )->dict: # {'md': path, 'csv': path, 'meta': path}
-    "Write the Markdown report (with the history kept in `out/bench_history.md`), every row as CSV, the metadata."
+    "Write the Markdown report (keeping the `## History` of the one it replaces), every row as CSV, the metadata."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {'md': out / 'bench.md', 'csv': out / 'bench.csv', 'meta': out / 'bench.meta.json'}
-    hist = out / 'bench_history.md'                # earlier measurements, written by hand
-    paths['md'].write_text(report_markdown(df) + ('\n' + hist.read_text() if hist.exists() else ''))
+    old = paths['md'].read_text() if paths['md'].exists() else ''
+    hist = old[old.index('\n## History'):] if '\n## History' in old else ''   # written by hand, kept
+    paths['md'].write_text(report_markdown(df) + hist)
     df.to_csv(paths['csv'], index=False)
     m = df.attrs.get('machine', {})
     write_run_metadata(paths['meta'], df.attrs.get('config'), m.get('device'), profile=profile,

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_smoke_writes_report(tmp_path):
+    (tmp_path / 'bench.md').write_text('# old report\n\n## History\n\n- measured by hand\n')   # kept on rewrite
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
     r = subprocess.run([sys.executable, '-m', 'taf.cli', 'bench', '--profile', 'smoke', '--out', tmp_path,
                         '--device', 'cpu'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -19,6 +20,7 @@ def test_bench_smoke_writes_report(tmp_path):
     text = md.read_text()
     for s in ('## Ratio table', 'x of floor', 'cores', 'torch', '## Whole-run cost', '## Input pipeline', 'workers=0'):
         assert s in text, s
+    assert text.endswith('\n## History\n\n- measured by hand\n') and '# old report' not in text
     df = pd.read_csv(csv)
     steps = df[df.section == 'step'].set_index('variant')
     assert set(steps.index) == {'baseline', 'taf_k1', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped'}
