@@ -22,9 +22,10 @@ from .stats import claim
 from .report import ablation_table, ablation_markdown, ablation_caption, ablation_plot
 
 # %% auto #0
-__all__ = ['CAM_MODELS', 'LETTERS', 'write_artefact', 'selection', 'study_paths', 'ManifestRuns', 'eval_split', 'manifest_runs',
-           'per_class_top1', 'classwise_top1', 'cam_table', 'CamStats', 'cam_stats', 'CamFigure', 'cam_figure_data',
-           'rank_clips', 'mass_notes', 'Ablation', 'pair_claims', 'ablation_artefact']
+__all__ = ['STUDY_DEFAULTS', 'CAM_MODELS', 'LETTERS', 'write_artefact', 'selection', 'study_settings', 'study_paths',
+           'ManifestRuns', 'eval_split', 'manifest_runs', 'per_class_top1', 'classwise_top1', 'cam_table', 'CamStats',
+           'cam_stats', 'CamFigure', 'cam_figure_data', 'rank_clips', 'mass_notes', 'Ablation', 'pair_claims',
+           'ablation_artefact']
 
 # %% ../nbs/21_artefacts.ipynb #da39a458
 def write_artefact(figs:str|Path,     # the profile's figures folder
@@ -58,13 +59,27 @@ def write_artefact(figs:str|Path,     # the profile's figures folder
     return out
 
 # %% ../nbs/21_artefacts.ipynb #a9818d2a
-def selection(profile:str, # the notebook's profile
-              name:str,    # the notebook (its entry in the profile's experiments)
-              **given,     # the notebook's parameters: None takes the profile's value
-             )->dict:      # the selection: each of `given`'s names -> its value
-    "The notebook's parameters `given`, with those left at None read from the profile's selection of `name`."
+def selection(profile:str,           # the notebook's profile
+              name:str,              # the notebook (its entry in the profile's experiments)
+              select:dict|None=None, # the notebook's `select` parameter: overrides of the profile's values
+             )->dict:                # the profile's selection of `name`, with `select` applied
+    "The profile's selection of notebook `name`, overridden by `select` (only keys the selection has)."
     sel = get_profile(profile).select(name)
-    return {k: sel[k] if v is None else v for k, v in given.items()}
+    if bad := sorted(set(select or {}) - set(sel)):
+        raise ValueError(f"select: unknown key(s) {bad} for {name}; its selection has {list(sel)}")
+    return {**sel, **(select or {})}
+
+STUDY_DEFAULTS = dict(workers=2,            # training processes (1 torch thread each)
+                      device=None,          # where models are measured; None: CUDA if available
+                      store=None,           # measurements (ResultStore); None: see `study_paths`
+                      train_missing=True)   # False: only report what the store holds
+
+def study_settings(study_kw:dict|None=None, # the notebook's `study_kw` parameter
+                  )->dict:                  # `STUDY_DEFAULTS` with `study_kw` applied, in that order
+    "How a study notebook runs: `STUDY_DEFAULTS` overridden by `study_kw` (only its keys)."
+    if bad := sorted(set(study_kw or {}) - set(STUDY_DEFAULTS)):
+        raise ValueError(f"study_kw: unknown key(s) {bad}; expected some of {list(STUDY_DEFAULTS)}")
+    return {**STUDY_DEFAULTS, **(study_kw or {})}
 
 # %% ../nbs/21_artefacts.ipynb #47690a20
 def study_paths(profile:str,             # the notebook's profile
@@ -312,28 +327,25 @@ class Ablation:
     def __init__(self, name:str,      # the notebook, e.g. 'table2b' (files, profile selection)
                  levels:dict,         # level name -> fine-tune settings (see `taf.study.ablation`)
                  profile:str,         # the notebook's profile
-                 regimes:list|None,   # regime names; None: the profile's selection
-                 seeds:list|None,     # None: the profile's selection
-                 workers:int,         # training processes
-                 device,              # where the models are measured; None: CUDA if available
+                 select:dict|None,    # overrides of the profile's selection (regimes, seeds): see `selection`
+                 study_kw:dict|None,  # how the study runs (workers, device, store, train_missing): `study_settings`
                  runs_dir:str|Path,   # the study's runs folder
-                 store:str|Path|None, # the `ResultStore`; None: see `study_paths`
                  out_dir:str|Path,    # the profile's figures folder
                 ):
-        self.name, self.levels, self.profile, self.device = name, levels, profile, device
-        sel = selection(profile, name, regimes=regimes, seeds=seeds)
-        self.regimes, self.seeds = sel['regimes'], sel['seeds']
-        self.runs, self.figs, store = study_paths(profile, runs_dir, out_dir, store)
-        self.study = ablation(Study(store, workers=workers, device=device), self.regimes, self.seeds, levels,
+        s, sel = study_settings(study_kw), selection(profile, name, select)
+        self.name, self.levels, self.profile, self.device = name, levels, profile, s['device']
+        self.regimes, self.seeds, self.train_missing = sel['regimes'], sel['seeds'], s['train_missing']
+        self.runs, self.figs, store = study_paths(profile, runs_dir, out_dir, s['store'])
+        self.study = ablation(Study(store, workers=s['workers'], device=s['device']), self.regimes, self.seeds, levels,
                               self.runs, size=profile)
 
 # %% ../nbs/21_artefacts.ipynb #800fea71
 @patch
-def run(self:Ablation, train_missing:bool=True)->float: # wall time (s)
-    "Train and measure what the store lacks; False: report only what it holds."
+def run(self:Ablation)->float: # wall time (s)
+    "Train and measure what the store lacks (with `train_missing` False: only report what it holds)."
     print(f"profile={self.profile} regimes={self.regimes} seeds={self.seeds}: {len(self.study.bases)} baselines, "
           f"{len(self.study.jobs)} fine-tunings")
-    return self.study.run(train_missing)
+    return self.study.run(self.train_missing)
 
 # %% ../nbs/21_artefacts.ipynb #f80102b8
 @patch
@@ -385,14 +397,13 @@ def ablation_artefact(name:str,      # the notebook, e.g. 'table2b'
                       paper_baseline:float, # the paper's baseline top-1 (%)
                       pairs:dict,    # claim -> (level a, level b): a beats b in the paper
                       xlabel:str,    # the plot's factor axis
-                      profile:str, regimes:list|None, seeds:list|None, workers:int, device, # as for `Ablation`
-                      runs_dir:str|Path, store:str|Path|None, out_dir:str|Path,            # as for `Ablation`
-                      train_missing:bool=True, # False: report only what the store holds
+                      profile:str, select:dict|None, study_kw:dict|None, # as for `Ablation`
+                      runs_dir:str|Path, out_dir:str|Path,               # as for `Ablation`
                       what:str='TAF', # the rows' name in the Markdown header
                      )->Ablation:    # with `.df`, `.md`, `.claims` set
     "Run an ablation table end to end: study, training, table, Markdown, claims, plot and files."
-    a = Ablation(name, levels, profile, regimes, seeds, workers, device, runs_dir, store, out_dir)
-    wall_s = a.run(train_missing)
+    a = Ablation(name, levels, profile, select, study_kw, runs_dir, out_dir)
+    wall_s = a.run()
     a.df = ablation_table(a.study, levels, paper, paper_baseline)
     a.md = a.markdown(a.df, title, what)
     a.claims = a.compare(pairs, paper, title.split(':')[0])

@@ -210,8 +210,10 @@ def _plan(profile:str, only, extra:dict|None, nbs:Path, figures:Path, runs:Path,
     todo = [e for e in get_experiments(only) if get_profile(profile).runs(e.name)]
     plans = [(e, experiment_parameters(e, profile, figures, runs, (extra or {}).get(e.name))) for e in todo]
     for e, p in plans:
-        if jobs > 1 and e.runs and 'workers' not in (extra or {}).get(e.name, {}):
-            if 'workers' in papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb')): p['workers'] = 1
+        if jobs > 1 and e.runs:                   # notebooks side by side: one training process each, unless given
+            known = papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb'))
+            if 'workers' in known: p.setdefault('workers', 1)
+            elif 'study_kw' in known: p['study_kw'] = {'workers': 1, **p.get('study_kw', {})}
         check_parameters(nbs / f'{e.name}.ipynb', p)
     return plans
 

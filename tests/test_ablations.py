@@ -10,8 +10,9 @@ LEVELS = {'table2b': 4, 'table2c': 4, 'table6a': 3, 'table6b': 3, 'table2a': 3, 
 def test_ablations_smoke(tmp_path, papermill):
     figs, store = tmp_path / 'figures', tmp_path / 'store.json'
     for name, n in LEVELS.items():
-        papermill(f'{name}.ipynb', tmp_path / f'{name}.ipynb', '-p', 'profile', 'smoke', '-p', 'workers', '1',
-                  '-p', 'out_dir', str(figs), '-p', 'runs_dir', str(tmp_path / 'runs'), '-p', 'store', str(store))
+        papermill(f'{name}.ipynb', tmp_path / f'{name}.ipynb', '-p', 'profile', 'smoke',
+                  '-p', 'out_dir', str(figs), '-p', 'runs_dir', str(tmp_path / 'runs'),
+                  '-y', f'study_kw: {{workers: 1, store: "{store}"}}')
         df = pd.read_csv(figs / f'{name}.csv')
         assert len(df) == n and set(df.regime) == {'permutation'} and (df.seeds == 1).all()
         assert df.paper_top1.notna().sum() == min(n, 6)      # Table 4: no paper row for FrameCutMix, CubeCutMix

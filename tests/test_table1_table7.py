@@ -6,8 +6,8 @@ from taf.corruptions import CORRUPTIONS
 
 
 def _params(tmp_path):
-    return ['-p', 'profile', 'smoke', '-p', 'store', str(tmp_path / 'store.json'), '-p', 'runs_dir',
-            str(tmp_path / 'runs'), '-p', 'out_dir', str(tmp_path / 'figures'), '-p', 'workers', '1']
+    return ['-p', 'profile', 'smoke', '-y', f'study_kw: {{workers: 1, store: "{tmp_path / "store.json"}"}}',
+            '-p', 'runs_dir', str(tmp_path / 'runs'), '-p', 'out_dir', str(tmp_path / 'figures')]
 
 
 def test_table1_smoke(tmp_path, papermill):
