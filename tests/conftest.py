@@ -27,5 +27,6 @@ def papermill():
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert 'Unable to parse' not in r.stderr, r.stderr[-2000:]      # every parameter line is understood
+        assert 'unknown parameter' not in r.stderr, r.stderr[-2000:]    # every parameter passed is declared
         return r
     return run

@@ -18,8 +18,9 @@ def test_baseline_recipe_smoke(tmp_path, papermill):
 
 def test_sensitivity_smoke(tmp_path, papermill):
     store = tmp_path / 'store.json'
-    papermill('sensitivity.ipynb', tmp_path / 'out.ipynb', '-p', 'profile', 'smoke', '-p', 'workers', '1',
-              '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'), '-p', 'store', str(store))
+    papermill('sensitivity.ipynb', tmp_path / 'out.ipynb', '-p', 'profile', 'smoke',
+              '-y', f'study_kw: {{workers: 1, store: "{store}"}}',
+              '-p', 'out_dir', str(tmp_path / 'fig'), '-p', 'runs_dir', str(tmp_path / 'runs'))
     fig = tmp_path / 'fig'
     b, f = pd.read_csv(fig / 'sensitivity_baselines.csv'), pd.read_csv(fig / 'sensitivity.csv')
     assert set(b.regime) == {'permutation', 'keyframe-shortcut'}
@@ -31,7 +32,8 @@ def test_sensitivity_smoke(tmp_path, papermill):
     assert '## Regimes' in md and 'keyframe-shortcut' in md and (fig / 'sensitivity.png').stat().st_size > 0
 
     # the store alone regenerates the tables: no runs folder, nothing trained
-    papermill('sensitivity.ipynb', tmp_path / 'again.ipynb', '-p', 'profile', 'smoke', '-p', 'train_missing', 'False',
-              '-p', 'out_dir', str(tmp_path / 'fig2'), '-p', 'runs_dir', str(tmp_path / 'none'), '-p', 'store', str(store))
+    papermill('sensitivity.ipynb', tmp_path / 'again.ipynb', '-p', 'profile', 'smoke',
+              '-y', f'study_kw: {{train_missing: false, store: "{store}"}}',
+              '-p', 'out_dir', str(tmp_path / 'fig2'), '-p', 'runs_dir', str(tmp_path / 'none'))
     assert not (tmp_path / 'none').exists()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'fig2' / 'sensitivity.csv'), f)
