@@ -12,7 +12,7 @@ from torch import Tensor
 from .cam import forward_features, cams_from_forward, cam_loss
 
 # %% auto #0
-__all__ = ['RULES', 'attack_targets', 'preserved_buffers', 'temporal_attack', 'ce_attack', 'noise_augment']
+__all__ = ['RULES', 'attack_targets', 'branch_shares', 'preserved_buffers', 'temporal_attack', 'ce_attack', 'noise_augment']
 
 # %% ../nbs/06_attack.ipynb #85c20d99
 RULES = ('taf', 'correct', 'wrong')
@@ -32,6 +32,17 @@ def attack_targets(logits:Tensor,  # clean logits, [B, K]
     target = torch.where(correct, r + (r >= y).long(), y)
     attacked = {'taf': torch.ones_like(correct), 'correct': correct, 'wrong': ~correct}[rule]
     return target, attacked
+
+# %% ../nbs/06_attack.ipynb #46b194ea
+def branch_shares(correct:float, # share of clips the clean training forward classifies correctly
+                  rule:str='taf', # a label rule of `RULES`
+                 )->dict:         # shares of clips: 'random target', 'true label', 'not attacked' (sum 1)
+    "The share of clips on each branch of the label rule, given the share of correctly classified clips."
+    if rule not in RULES: raise ValueError(f"branch_shares: rule={rule!r}, expected one of {RULES}")
+    if not 0 <= correct <= 1: raise ValueError(f"branch_shares: correct={correct}, expected a share in [0, 1]")
+    rnd = correct if rule in ('taf', 'correct') else 0.0
+    true = 1 - correct if rule in ('taf', 'wrong') else 0.0
+    return {'random target': rnd, 'true label': true, 'not attacked': 1 - rnd - true}
 
 # %% ../nbs/06_attack.ipynb #70cd1ed2
 @contextmanager

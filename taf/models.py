@@ -470,8 +470,8 @@ def detect_layout(sd:dict)->str: # 'tsm' | 'mmaction2' | 'ibm_tam' | 'torchvisio
     if any('.tam.prev_se.' in k for k in ks): return 'ibm_tam'
     if any(k.startswith(('module.base_model.', 'base_model.', 'module.new_fc.', 'new_fc.')) for k in ks): return 'tsm'
     if any(k.startswith(('backbone.', 'cls_head.', 'neck.')) for k in ks): return 'mmaction2'
-    fc = sd.get('fc.weight')
-    if fc is not None and fc.shape[0] == 1000 and all(_TV_KEY.match(k) for k in ks): return 'torchvision'
+    fc = sd.get('fc.weight')      # an ImageNet classifier, or none: a headless 2D backbone (`taf.pretrain`)
+    if (fc is None or fc.shape[0] == 1000) and all(_TV_KEY.match(k) for k in ks): return 'torchvision'
     return 'taf'
 
 # %% ../nbs/03_models.ipynb #f768cbe6
@@ -552,7 +552,7 @@ def load_weights(model:VideoModel,      # a model from `create_model`
     target = model.state_dict()
     if layout == 'torchvision': sd = inflate_imagenet(sd, model)
     skipped, kept = [], []
-    if layout == 'torchvision' and sd['fc.weight'].shape != target['fc.weight'].shape:
+    if layout == 'torchvision' and 'fc.weight' in sd and sd['fc.weight'].shape != target['fc.weight'].shape:
         skipped += ['fc.weight', 'fc.bias']
         sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
     unexpected = [k for k in sd if k not in target]
@@ -560,8 +560,9 @@ def load_weights(model:VideoModel,      # a model from `create_model`
               for k in sd if k in target and sd[k].shape != target[k].shape]
     missing = [k for k in target if k not in sd and not k.endswith('num_batches_tracked')
                and not (k.startswith('fc.') and 'fc.weight' in skipped)]
-    if layout == 'torchvision':  # a 2D ImageNet net has no temporal modules: those keep their init
-        kept = [k for k in missing if any(s in '.' + k for s in _NEW_MODULES)]
+    if layout == 'torchvision':  # a 2D ImageNet net has no temporal modules (nor, headless, a classifier): kept
+        new = _NEW_MODULES + (('fc.',) if 'fc.weight' not in skipped else ())
+        kept = [k for k in missing if any(s in '.' + k for s in new)]
         missing = [k for k in missing if k not in kept]
     if (unexpected or missing or shapes) and strict:
         hint = ('; it holds dual-BN keys (.main./.aux.): load it with taf.dualbn.load_state_dict_dual'

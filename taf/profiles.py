@@ -78,6 +78,19 @@ _TABLE1 = {'smoke': dict(regimes=_PERM, archs=['tsm', 'gst'], frames=[8, 16], se
                         seeds=[0, 1, 2])}
 _TABLE7 = {'smoke': dict(seeds=[0], severities=[1, 3]), 'quick': dict(seeds=[0], severities=[3]),
            'full': dict(seeds=[0, 1, 2], severities=[1, 2, 3, 4, 5])}
+_UNDERFIT_ALL = ['TAF', 'CE-based', '-C ++W', '++C -W']
+_UNDERFIT = {
+    'smoke': dict(candidates=['underfit-dropout', 'underfit-decay'], contrast=['label-noise'], calibration_seeds=[0],
+                  main_seeds=[0], other_seeds=[0], levels=_UNDERFIT_ALL, pretrained_regimes=['permutation', 'main'],
+                  pretrained_seeds=[0],
+                  pretrain=dict(epochs=1, synthetic={'preset': 'small', 'seed': 1000, 'size': 16})),
+    'quick': dict(candidates=['underfit-dropout', 'underfit-decay'], contrast=[], calibration_seeds=[0],
+                  main_seeds=[0], other_seeds=[], levels=['TAF'], pretrained_regimes=[], pretrained_seeds=[],
+                  pretrain={}),
+    'full': dict(candidates=['underfit-dropout', 'underfit-decay', 'underfit-mixed'], contrast=['label-noise'],
+                 calibration_seeds=[0, 1, 2], main_seeds=list(range(10)), other_seeds=[0, 1, 2], levels=_UNDERFIT_ALL,
+                 pretrained_regimes=['permutation', 'main'], pretrained_seeds=[0, 1, 2], pretrain={}),
+}
 
 # %% ../nbs/16_profiles.ipynb #70be1057
 def _experiments(p:str)->dict:
@@ -90,7 +103,7 @@ def _experiments(p:str)->dict:
         two = dict(regimes=_TWO, seeds=[0, 1, 2]) if p == 'full' else _ONE
         out.update({a: two for a in _ABLATIONS})
         out['table4'] = dict(regimes=_TWO, seeds=[3, 4, 5]) if p == 'full' else _ONE
-        out.update(sensitivity=_SENSITIVITY[p], table1=_TABLE1[p], table7=_TABLE7[p])
+        out.update(sensitivity=_SENSITIVITY[p], table1=_TABLE1[p], table7=_TABLE7[p], underfit=_UNDERFIT[p])
     return out
 
 PROFILES = {

@@ -53,6 +53,8 @@ EXPERIMENTS = (
                shared='study'),
     Experiment('table7', 'Table 7: natural corruptions on the Diving48-like regime', needs=('table1',),
                shared='study'),
+    Experiment('underfit', "the label rule's true-label branch: baselines that cannot fit, a pretrained start",
+               shared='study'),
 )
 
 # %% ../nbs/22_reproduce.ipynb #a04ded0d

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_runs.ipynb #3b65aa80
 from __future__ import annotations
-import hashlib, json, os
+import functools, hashlib, json, os
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +13,7 @@ from .jobs import Job, run_jobs
 from .train import train
 
 # %% auto #0
-__all__ = ['file_lock', 'cached_train', 'run_many', 'run_key', 'ResultStore', 'write_manifest', 'read_manifest']
+__all__ = ['file_lock', 'cached_train', 'run_many', 'weights_id', 'run_key', 'ResultStore', 'write_manifest', 'read_manifest']
 
 # %% ../nbs/15_runs.ipynb #580f004a
 @contextmanager
@@ -64,9 +64,21 @@ def run_many(cfgs:list,        # TrainConfigs
 # %% ../nbs/15_runs.ipynb #bf0a39a1
 _PLACES = ('out_dir', 'init')      # where a run writes and reads, not what it measures
 
+@functools.lru_cache(maxsize=64)
+def _file_hash(path:str, mtime:float, size:int)->str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+def weights_id(path:str|Path)->str: # 'sha256:' + 16 hex digits of the file's bytes
+    "The identity of a weights file (`TrainConfig.pretrained`): a hash of its content, wherever it lies."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"pretrained weights {p} do not exist: a run's key names its "
+                                                "starting weights by their content, so the file must be there")
+    st = p.stat()
+    return 'sha256:' + _file_hash(str(p.resolve()), st.st_mtime, st.st_size)
+
 def run_key(*cfgs:TrainConfig)->str: # 16 hex digits
     "The identity of a measurement: a hash of `cfgs` (e.g. a baseline and its fine-tuning) without paths or progress."
-    ident = [{k: v for k, v in _comparable(asdict(c)).items() if k not in _PLACES} for c in cfgs]
+    ident = [{k: weights_id(v) if k == 'pretrained' and v else v for k, v in _comparable(asdict(c)).items()
+              if k not in _PLACES} for c in cfgs]
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/15_runs.ipynb #59e29720

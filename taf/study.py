@@ -31,7 +31,15 @@ REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, 
            'clutter': dict(synthetic={'preset': 'clutter'}, num_frames=8),
            'keyframe-shortcut': dict(synthetic={'preset': 'keyframe-shortcut'}, num_frames=8),
            'diving48-like': dict(synthetic={'preset': 'diving48-like'}, num_frames=16),
-           'ssv2-like': dict(synthetic={'preset': 'ssv2-like'}, num_frames=8)}
+           'ssv2-like': dict(synthetic={'preset': 'ssv2-like'}, num_frames=8),
+           # regimes whose baseline cannot fit its training set (nbs/experiments/underfit.ipynb)
+           'underfit-dropout': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8,
+                                    config=dict(dropout=0.8)),
+           'underfit-decay': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8,
+                                  config=dict(weight_decay=1e-2)),
+           'underfit-mixed': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8,
+                                  config=dict(dropout=0.5, weight_decay=2e-2)),
+           'label-noise': dict(synthetic={'preset': 'permutation', 'size': 32, 'label_noise': 0.3}, num_frames=8)}
 WEAK_RECIPE = dict(lr=0.01, lr_type='step', lr_steps=(20,), warmup_epochs=0, dropout=0.5, weight_decay=5e-4)
 
 def _size(size:str)->dict: # the profile's study sizes: 'synthetic', 'config', 'ft_epochs'
@@ -47,12 +55,12 @@ def regime_baseline(regime:str,       # a key of `REGIMES`
                     synthetic:dict|None=None, # overrides of the regime's `taf.synthetic` arguments
                     **overrides,      # `TrainConfig` overrides, e.g. `WEAK_RECIPE`
                    )->TrainConfig:
-    "The baseline configuration of `regime`: the tuned synthetic recipe on the regime's data."
+    "The baseline configuration of `regime`: the tuned synthetic recipe (with the regime's `config`) on its data."
     if regime not in REGIMES: raise ValueError(f"regime {regime!r}: expected one of {list(REGIMES)}")
     R = REGIMES[regime]
     Z = _size(size)
     syn = {**R['synthetic'], **Z.get('synthetic', {}), **(synthetic or {})}
-    kw = {'num_frames': R['num_frames'], **Z.get('config', {}), **overrides}
+    kw = {'num_frames': R['num_frames'], **R.get('config', {}), **Z.get('config', {}), **overrides}
     cfg = get_recipe('synthetic', synthetic=syn, seed=seed, progress=False, out_dir=str(out_dir), **kw)
     return get_recipe('synthetic', **{**cfg.__dict__, 'eval_every': cfg.epochs})
 
@@ -84,20 +92,25 @@ class Evaluator:
     def top1(self, checkpoint:str, ds)->float: # top-1 of the checkpoint's deployable model on `ds`
         return evaluate(load_model(checkpoint, device=self.device), ds, self.batch_size, self.device)['top1']
 
+def _train_forward(res:dict)->list: # per epoch: top-1 of the training forward (dropout on)
+    return [h['train_acc'] for h in res.get('history', [])]
+
 def measure_baseline(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # classes, chance, train/val/test, reordered
     "A baseline's measurements: train, val and test top-1, test top-1 with reversed and shuffled frames."
     test, ck = ev.data(cfg, 'test'), res['checkpoint']
     return dict(classes=test.num_classes, chance=1 / test.num_classes, train=ev.top1(ck, ev.data(cfg, 'train')),
                 val=ev.top1(ck, ev.data(cfg, 'val')), test=ev.top1(ck, test),
                 reversed=ev.top1(ck, ReorderedFrames(test, 'reverse')),
-                shuffled=ev.top1(ck, ReorderedFrames(test, 'shuffle', seed=0)), train_time_s=res['train_time_s'])
+                shuffled=ev.top1(ck, ReorderedFrames(test, 'shuffle', seed=0)), train_time_s=res['train_time_s'],
+                train_forward=_train_forward(res)[-1] if res.get('history') else None)
 
 def measure_finetune(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # lr, val, test, attacked, train_time_s
     "A fine-tuning's measurements: its starting learning rate, val and test top-1, share of clips attacked."
     att = [h['attacked_frac'] for h in res['history'] if 'attacked_frac' in h]
     return dict(lr=cfg.lr, val=ev.top1(res['checkpoint'], ev.data(cfg, 'val')),
                 test=ev.top1(res['checkpoint'], ev.data(cfg, 'test')),
-                attacked=sum(att) / len(att) if att else None, train_time_s=res['train_time_s'])
+                attacked=sum(att) / len(att) if att else None, train_time_s=res['train_time_s'],
+                train_forward=_train_forward(res))
 
 # %% ../nbs/19_study.ipynb #139b251c
 class FineTuning(NamedTuple):
@@ -217,19 +230,21 @@ def ablation(study:Study, regimes:list, seeds:list, # what to run
              levels:dict,       # name -> settings, e.g. {'0.5': {'alpha': 0.5}, 'MixUp': {'method': 'augment:mixup'}}
              runs:str|Path,     # runs folder of the study
              size:str='full',   # a profile name (`taf.profiles`)
+             variant:str='tuned', # the baselines' name (ids `(regime, seed, variant)`, run folders)
+             **base_kw,         # `TrainConfig` overrides of the baselines, e.g. `pretrained=...` (a variant's)
             )->Study:
     "Per regime and seed: the baseline, its control and one fine-tuning per level (TAF unless it names a `method`)."
     for r in regimes:
         for s in seeds:
-            folder = Path(runs) / r / f'seed{s}' / 'tuned'
-            b = study.add_baseline((r, s, 'tuned'), regime_baseline(r, s, folder / 'baseline', size))
-            study.add_finetune((r, s, 'tuned'), regime_finetune(b, 'control', size=size),
+            folder, bid = Path(runs) / r / f'seed{s}' / variant, (r, s, variant)
+            b = study.add_baseline(bid, regime_baseline(r, s, folder / 'baseline', size, **base_kw))
+            study.add_finetune(bid, regime_finetune(b, 'control', size=size),
                                regime=r, seed=s, level='control', method='control')
             for name, kw in levels.items():
                 kw = dict(kw)
                 m = kw.pop('method', 'taf')
                 tag = '_'.join(f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in sorted(kw.items()))
-                study.add_finetune((r, s, 'tuned'), regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
+                study.add_finetune(bid, regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
                                    ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
     return study
 

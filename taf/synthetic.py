@@ -19,9 +19,9 @@ except ImportError: av = None
 __all__ = ['CLASSES', 'SPLITS', 'PRESETS', 'MOTIONS', 'SHAPES', 'COLOUR_NAMES', 'VP9_OPTIONS', 'H264_OPTIONS', 'ClassSpec',
            'SyntheticConfig', 'get_config', 'replace_config', 'class_specs', 'class_names', 'long_term_flags',
            'ramp_profile', 'triangle_profile', 'rotate', 'frame_permutation', 'hsv_to_rgb', 'colour_name',
-           'sample_appearance', 'sprite_bank', 'cue_colours', 'sample_cue', 'plan_clip', 'render_clips', 'make_clips',
-           'split_plan', 'generate', 'cue_labels', 'SyntheticVideos', 'write_ssv1', 'write_video', 'write_ssv2',
-           'write_diving48']
+           'sample_appearance', 'sprite_bank', 'cue_colours', 'sample_cue', 'noisy_labels', 'plan_clip', 'render_clips',
+           'make_clips', 'split_plan', 'generate', 'cue_labels', 'SyntheticVideos', 'write_ssv1', 'write_video',
+           'write_ssv2', 'write_diving48']
 
 # %% ../nbs/01_synthetic.ipynb #b761ecda
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class SyntheticConfig:
     flicker:float=0.0                # max per-frame brightness change (i.i.d. gain in 1 +- flicker), 0 = none
     shortcut_prob:float=0.0          # > 0: a class-coded key-frame cue, equal to the label in this share of train clips
     shortcut_frames:int=2            # frames of a clip that show the cue (when `shortcut_prob` > 0)
+    label_noise:float=0.0            # share of *training* clips labelled with a random other class (val/test clean)
 
     def per_class(self, split:str)->int: # clips per class of `split`
         "Clips per class of the split 'train', 'val' or 'test'."
@@ -131,7 +132,8 @@ class SyntheticConfig:
                'test_per_class', self.test_per_class, "None or an int >= 1")
         _check(_is_int(self.seed) and self.seed >= 0, 'seed', self.seed, "an int >= 0")
         for f, hi in (('noise', 0.5), ('jitter', 0.2), ('distractor_motion', 0.3), ('bg_contrast', 1.0),
-                      ('flicker', 0.5), ('shortcut_prob', 1.0)):
+                      ('flicker', 0.5), ('shortcut_prob', 1.0),
+                      ('label_noise', 0.9)):
             v = getattr(self, f)
             _check(_is_num(v) and 0 <= v <= hi, f, v, f"a number in [0, {hi}]")
         _check(_is_int(self.max_distractors) and 0 <= self.max_distractors <= 8, 'max_distractors',
@@ -482,6 +484,19 @@ def sample_cue(cfg:SyntheticConfig, # sizes and the `shortcut_*` knobs
     frames = np.sort(rng.choice(cfg.num_frames, cfg.shortcut_frames, replace=False))
     return dict(label=int(cls), frames=frames, xy=rng.integers(0, cfg.size - side + 1, 2), side=side)
 
+# %% ../nbs/01_synthetic.ipynb #faa155ca
+def noisy_labels(cfg:SyntheticConfig, # its `label_noise` and `seed`
+                 labels:np.ndarray,   # the true labels of `split`, int64 [N]
+                 split:str='train',   # only 'train' gets noise
+                )->np.ndarray: # int64 [N]: `labels` with round(label_noise * N) of them moved to another class
+    "The labels a split is trained on: a share `label_noise` of the training labels replaced by another class."
+    if _check_split(split) != 'train' or cfg.label_noise == 0: return labels
+    rng, K = np.random.default_rng(np.random.SeedSequence([cfg.seed, SPLITS[split], 17])), cfg.num_classes
+    out = labels.copy()
+    flip = rng.choice(len(labels), round(cfg.label_noise * len(labels)), replace=False)
+    out[flip] = (labels[flip] + rng.integers(1, K, len(flip))) % K
+    return out
+
 # %% ../nbs/01_synthetic.ipynb #1823c275
 def plan_clip(cfg:SyntheticConfig, # sizes and difficulty knobs
               label:int,            # class index
@@ -559,8 +574,9 @@ def split_plan(cfg:SyntheticConfig|str, # config or preset name
 def _generate(cfg:SyntheticConfig, split:str):
     labels, seeds = split_plan(cfg, split)
     plans = [plan_clip(cfg, l, s, split) for l, s in zip(labels, seeds)]
-    videos = render_clips(cfg, plans)
+    videos = render_clips(cfg, plans)              # rendered from the true labels
     cues = np.array([-1 if p['cue'] is None else p['cue']['label'] for p in plans], np.int64)
+    labels = noisy_labels(cfg, labels, split)
     # shared by the cache: read-only
     for a in (videos, labels, cues): a.flags.writeable = False
     return videos, labels, tuple(p['object'] for p in plans), cues
