@@ -254,24 +254,28 @@ def cell_baseline(regime:str,      # a key of `REGIMES`
                   num_frames:int,  # T: frames per clip, and clips rendered with T frames
                   seed:int, out_dir:str|Path, # as for `regime_baseline`
                   size:str='full', # a profile name (`taf.profiles`)
+                  **overrides,     # `TrainConfig` overrides: a cell's re-selected recipe (lr, warmup_epochs, ...)
                  )->TrainConfig:
     "The baseline of one Table 1 cell: `regime_baseline` with model `arch` on clips of `num_frames` frames."
     native = regime_baseline(regime, seed, out_dir, size).num_frames
     syn = {} if num_frames == native else {'num_frames': num_frames}
-    return regime_baseline(regime, seed, out_dir, size, syn, arch=arch, num_frames=num_frames)
+    return regime_baseline(regime, seed, out_dir, size, syn, arch=arch, num_frames=num_frames, **overrides)
 
 def model_grid(study:Study, cells:list, # (regime, arch, T) triples
                seeds:list,              # seeds of every cell
                runs:str|Path,           # runs folder of the study
                size:str='full',         # a profile name (`taf.profiles`)
                methods=('control', 'taf'), # fine-tunings of every baseline
+               recipes:dict|None=None,  # cell -> (name, `TrainConfig` overrides): a re-selected recipe; None: none
               )->Study:
     "Per (regime, arch, T) cell and seed: the cell's baseline and its fine-tunings (ids `(regime, arch, T, seed)`)."
     for r, a, T in cells:
         native = regime_baseline(r, 0, '.', size).num_frames
+        tag, kw = (recipes or {}).get((r, a, T), ('', {}))
         for s in seeds:
             folder = Path(runs) / r / f'seed{s}' / ('tuned' if (a, T) == ('tsm', native) else f'{a}-T{T}')
-            b = study.add_baseline((r, a, T, s), cell_baseline(r, a, T, s, folder / 'baseline', size))
+            if tag: folder = folder.with_name(f"{a}-T{T}-{tag}")
+            b = study.add_baseline((r, a, T, s), cell_baseline(r, a, T, s, folder / 'baseline', size, **kw))
             for m in methods:
                 study.add_finetune((r, a, T, s), regime_finetune(b, m, size=size), regime=r, arch=a, T=T, seed=s,
                                    method=m)

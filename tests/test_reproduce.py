@@ -48,7 +48,7 @@ def test_reproduce_smoke_all(tmp_path, monkeypatch):
     assert (runs / 'taf_vs_control' / 'smoke' / 'runs.json').exists() and (runs / 'study' / 'smoke').is_dir()
     claims = read_claims(smoke)
     with_claims = {'table1', 'table2a', 'table2b', 'table2c', 'table3_corruptions', 'table4', 'table5', 'table6a',
-                   'table6b', 'table7', 'figure3', 'figure4', 'figure5'}
+                   'table6b', 'table7', 'underfit', 'figure3', 'figure4', 'figure5'}
     assert {c['artefact'] for c in claims} == with_claims
     for c in claims:
         assert {'artefact', 'claim', 'paper', 'measured', 'verdict', 'agrees', 'basis', 'diffs', 'n'} <= set(c)

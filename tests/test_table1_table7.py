@@ -29,7 +29,14 @@ def test_table1_smoke(tmp_path, papermill):
     assert meta['config']['archs'] == ['tsm', 'gst'] and meta['config']['seeds'] == [0]
     assert len(meta['config']['cells']) == 4 and meta['config']['baseline_config']['arch'] == 'tsm'
     store = json.loads((tmp_path / 'store.json').read_text())
-    assert len(store) == 4 + 8                                                 # 4 baselines, 8 fine-tunings
+    # 4 baselines and 8 fine-tunings with the default recipe; the 2 grid recipes' baselines of every cell rule 6
+    # flagged (at toy sizes val is below 2 x chance); control and TAF of the cells whose chosen recipe is not the default
+    flagged, chosen = meta['config']['flagged'], meta['config']['reselected']
+    assert flagged and set(chosen) <= {'/'.join(map(str, c)) for c in flagged}
+    assert set(chosen.values()) <= set(meta['config']['grid'])
+    assert len(store) == 4 + 8 + 2 * len(flagged) + 2 * len(chosen)
+    assert md.count('(re-selected)') == len(chosen) and '## Re-selected cells' in md
+    assert md.split('## Re-selected cells')[1].count('\n| permutation |') == 3 * len(flagged)  # default + 2 recipes
 
 
 def test_table7_smoke(tmp_path, papermill):
