@@ -15,7 +15,7 @@ from .train import train, load_model, build_datasets
 from .bench import bench_main
 from .repro import get_device
 from .profiles import PROFILES
-from .datasets import DATASET_NAMES
+from .datasets import DATASET_NAMES, PUBLISHED, check_dataset
 from .corruptions import CORRUPTIONS
 
 # %% auto #0
@@ -210,6 +210,21 @@ def _reproduce_parser(sub):
     r.add_argument('--log', action='store_true', help="stream the notebooks' output (default: off)")
     r.add_argument('--root', type=_folder, default='.', help='repository root (default: %(default)s)')
 
+def _data_parser(sub):
+    d = sub.add_parser('data', help='check a dataset root before training on it',
+                       description='taf data check: split sizes against the published ones, the class list, '
+                                   'readable videos or frame folders, frames per video (taf.datasets.check_dataset)')
+    dsub = d.add_subparsers(dest='action', required=True)
+    c = dsub.add_parser('check', help='check a dataset root; exit status 1 if it fails')
+    c.add_argument('--dataset', required=True, choices=list(PUBLISHED), help='which dataset the root holds')
+    c.add_argument('--root', type=_folder, required=True, help='the dataset root (layout in data/README.md)')
+    c.add_argument('--all', action='store_true', help='decode every sample (default: a seeded sample per split)')
+    c.add_argument('--sample', type=_positive, default=200, help='samples decoded per split (default: %(default)s)')
+    c.add_argument('--workers', type=_positive, default=8, help='decoding threads (default: %(default)s)')
+    for k in ('classes', 'train', 'val'):
+        c.add_argument(f'--expect-{k}', type=_positive, default=None,
+                       help=f"{k} expected instead of the published number (a subset, a custom copy)")
+
 # %% ../nbs/23_cli.ipynb #f3a91d62
 def build_parser()->argparse.ArgumentParser:
     "The `taf` argument parser with its subcommands."
@@ -220,6 +235,7 @@ def build_parser()->argparse.ArgumentParser:
     _eval_parser(sub)
     _bench_parser(sub)
     _reproduce_parser(sub)
+    _data_parser(sub)
     return p
 
 # %% ../nbs/23_cli.ipynb #a8e4c1f7
@@ -308,6 +324,15 @@ def _reproduce(ns:argparse.Namespace)->int: # exit status
         return 1
     return 0
 
+# %% ../nbs/23_cli.ipynb #164d4391
+def _data_check(ns:argparse.Namespace)->int: # exit status: 0 passed, 1 failed
+    "`taf data check`: the report of `check_dataset`."
+    base = PUBLISHED[ns.dataset]
+    expect = {k: getattr(ns, f'expect_{k}') or base[k] for k in ('classes', 'train', 'val')}
+    r = check_dataset(ns.dataset, ns.root, sample=ns.sample, full=ns.all, workers=ns.workers, expect=expect)
+    print(r.text())
+    return 0 if r.ok else 1
+
 # %% ../nbs/23_cli.ipynb #5e1f0a83
 def main(argv:list|None=None)->int: # exit status
     "Entry point of the `taf` console script."
@@ -315,6 +340,7 @@ def main(argv:list|None=None)->int: # exit status
     if ns.command == 'reproduce': return _reproduce(ns)
     try:
         if ns.command == 'bench': return bench_main(ns.profile, ns.out, ns.device)
+        if ns.command == 'data': return _data_check(ns)
         if ns.command == 'eval':
             run_eval(ns)
             return 0

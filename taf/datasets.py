@@ -5,6 +5,8 @@
 # %% ../nbs/02_datasets.ipynb #7b5499da
 from __future__ import annotations
 import json, math, os, re, tempfile, uuid, warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -16,12 +18,14 @@ from PIL import Image, ImageFile
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
 from fastcore.basics import patch
+from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['EXACT_SEEK_CODECS', 'EXACT_SEEK_CONTAINERS', 'LONG_TERM_MOTIONS', 'DATASETS', 'DATASET_NAMES', 'tsn_indices',
-           'fixed_crop_offsets', 'multiscale_crop_params', 'train_transform', 'val_transform', 'BadSampleError',
-           'AnnotationError', 'FrameFolder', 'read_jpeg', 'video_info', 'seeks_exactly', 'VideoFile', 'paper_long_term',
-           'SkipLog', 'VideoDataset', 'report_skipped', 'SomethingV1', 'SomethingV2', 'Diving48', 'build_dataset']
+__all__ = ['EXACT_SEEK_CODECS', 'EXACT_SEEK_CONTAINERS', 'LONG_TERM_MOTIONS', 'DATASETS', 'DATASET_NAMES', 'PUBLISHED',
+           'tsn_indices', 'fixed_crop_offsets', 'multiscale_crop_params', 'train_transform', 'val_transform',
+           'BadSampleError', 'AnnotationError', 'FrameFolder', 'read_jpeg', 'video_info', 'seeks_exactly', 'VideoFile',
+           'paper_long_term', 'SkipLog', 'VideoDataset', 'report_skipped', 'SomethingV1', 'SomethingV2', 'Diving48',
+           'build_dataset', 'DataCheck', 'check_dataset']
 
 # %% ../nbs/02_datasets.ipynb #71853e31
 def tsn_indices(num_video_frames:int, # n, frames in the video (or in the annotated range)
@@ -561,3 +565,84 @@ def build_dataset(name:str,             # 'synthetic', 'ssv1', 'ssv2' or 'diving
         raise ValueError(f"build_dataset: unknown dataset {name!r} (expected one of {DATASET_NAMES})")
     if root is None: raise ValueError(f"build_dataset: {name} needs root= (the dataset folder, see data/README.md)")
     return DATASETS[name](root, split, num_frames=num_frames, train=train, size=224 if size is None else size, **kw)
+
+# %% ../nbs/02_datasets.ipynb #908f05cb
+PUBLISHED = {'ssv1': dict(classes=174, train=86017, val=11522),     # 20BN's V1 release
+             'ssv2': dict(classes=174, train=168913, val=24777),    # 20BN's V2 release
+             'diving48': dict(classes=48, train=15027, val=1970)}   # Diving48 V2 (val = its test split)
+
+@dataclass
+class DataCheck:
+    "What `check_dataset` found: fatal problems, bad samples, split sizes, classes and frames per video."
+    dataset:str
+    root:str
+    problems:list          # fatal: annotation errors, wrong sizes or class counts (each line names the file or value)
+    bad:list               # (path, message) of the samples that cannot be read
+    sizes:dict             # split -> samples listed
+    classes:int|None       # classes in the class list
+    checked:int            # samples opened and decoded
+    frames:dict            # frames per checked video: min, p5, median, p95, max, and 'short' (< `min_frames`)
+
+    @property
+    def ok(self)->bool: return not self.problems and not self.bad
+
+    def text(self)->str: # the report, one finding a line
+        "The report as printed by `taf data check`."
+        head = f"{self.dataset} at {self.root}: " + ('OK' if self.ok else
+                f"FAILED ({len(self.problems)} problem(s), {len(self.bad)} unreadable sample(s))")
+        sizes = ', '.join(f"{s} {n}" for s, n in self.sizes.items())
+        lines = [head, f"  classes: {self.classes}; samples: {sizes}; checked {self.checked}"]
+        if self.frames: lines.append("  frames per video: " + ', '.join(f"{k} {v}" for k, v in self.frames.items()))
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  unreadable: {p}: {m}" for p, m in self.bad[:50]]
+        if len(self.bad) > 50: lines.append(f"  ... {len(self.bad) - 50} more unreadable samples")
+        return '\n'.join(lines)
+
+# %% ../nbs/02_datasets.ipynb #a495fba6
+def _probe(ds:VideoDataset, path:Path)->tuple: # (frames or None, error message or None)
+    "Open one sample as the reader does and decode its first, middle and last frames."
+    try:
+        v = ds.open_video(path)
+        n = len(v)
+        v.get([0, n // 2, n - 1])
+        return n, None
+    except Exception as e: return None, str(e)
+
+def check_dataset(name:str,            # 'ssv1', 'ssv2' or 'diving48'
+                  root:str|Path,       # the dataset root (layout in data/README.md)
+                  sample:int=200,      # samples decoded per split (seeded); ignored with `full`
+                  full:bool=False,     # decode every sample (`taf data check --all`)
+                  workers:int=8,       # threads that open and decode
+                  expect:dict|None=None, # 'classes', 'train', 'val' to expect; None: `PUBLISHED[name]`
+                  min_frames:int=8,    # videos with fewer frames are counted as 'short' (a warning: stretched)
+                  seed:int=0,          # which samples are drawn
+                  progress:bool=True,  # a progress bar over the decoded samples
+                 )->DataCheck:
+    "Check a dataset root before training on it: sizes, class list, readable samples, frames per video."
+    if name not in DATASETS:
+        raise ValueError(f"check_dataset: unknown dataset {name!r}; expected one of {list(DATASETS)}")
+    want, problems, sizes, readers, classes = expect or PUBLISHED[name], [], {}, {}, None
+    for split in ('train', 'val'):
+        try: ds = DATASETS[name](root, split, num_frames=1, size=32)
+        except (AnnotationError, FileNotFoundError) as e:
+            problems.append(str(e))
+            continue
+        readers[split], sizes[split], classes = ds, len(ds), ds.num_classes
+        if split in want and len(ds) != want[split]:
+            problems.append(f"{split} split lists {len(ds)} samples, expected {want[split]} (the published size): "
+                            "an incomplete download or the wrong annotation file")
+    if classes is not None and 'classes' in want and classes != want['classes']:
+        problems.append(f"the class list has {classes} classes, expected {want['classes']}")
+    rng, todo = np.random.default_rng(seed), []
+    for split, ds in readers.items():
+        idx = np.arange(len(ds)) if full else np.sort(rng.choice(len(ds), min(sample, len(ds)), replace=False))
+        todo += [(ds, ds.samples[i][0]) for i in idx]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        found = list(tqdm(pool.map(lambda t: _probe(*t), todo), total=len(todo), desc=f"check {name}",
+                          disable=not progress))
+    bad = [(str(p), err) for (_, p), (n, err) in zip(todo, found) if err is not None]
+    n = np.array([k for k, _ in found if k is not None])
+    frames = {} if not len(n) else dict(min=int(n.min()), p5=int(np.percentile(n, 5)), median=int(np.median(n)),
+                                         p95=int(np.percentile(n, 95)), max=int(n.max()),
+                                         short=int((n < min_frames).sum()))
+    return DataCheck(name, str(root), problems, bad, sizes, classes, len(todo), frames)
