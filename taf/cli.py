@@ -209,6 +209,8 @@ def _reproduce_parser(sub):
                    help='notebooks at a time, each training in one process (default: 2 for smoke, else 1)')
     r.add_argument('--log', action='store_true', help="stream the notebooks' output (default: off)")
     r.add_argument('--root', type=_folder, default='.', help='repository root (default: %(default)s)')
+    r.add_argument('--skip-data-check', action='store_true',
+                   help='run on real data that fails taf data check (default: refuse)')
 
 def _data_parser(sub):
     d = sub.add_parser('data', help='check a dataset root before training on it',
@@ -318,7 +320,8 @@ def _reproduce(ns:argparse.Namespace)->int: # exit status
         if (e.name or 'taf').split('.')[0] == 'taf': raise            # a bug, not a missing extra
         print(_NEEDS_NOTEBOOKS, file=sys.stderr)
         return 1
-    try: reproduce(ns.profile, ns.only, ns.force, ns.root, log=ns.log, jobs=ns.jobs)
+    try: reproduce(ns.profile, ns.only, ns.force, ns.root, log=ns.log, jobs=ns.jobs,
+                  data_check=not ns.skip_data_check)
     except (ValueError, FileNotFoundError, ReproduceError) as e:
         print(f"taf reproduce: error: {_one_line(e)}", file=sys.stderr)
         return 1

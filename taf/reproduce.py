@@ -11,12 +11,14 @@ from pathlib import Path
 import papermill
 from papermill.exceptions import PapermillExecutionError
 from .jobs import Job, JobError, run_jobs
+from .config import get_recipe
+from .datasets import check_dataset
 from .profiles import get_profile
 from .stats import VERDICTS, holm, pooled, seeds_for_power
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters', 'ReproduceError',
-           'run_notebook', 'read_claims', 'claims_section', 'write_report', 'reproduce']
+           'run_notebook', 'read_claims', 'claims_section', 'write_report', 'real_datasets', 'check_data', 'reproduce']
 
 # %% ../nbs/22_reproduce.ipynb #90fc7259
 @dataclass(frozen=True)
@@ -219,6 +221,34 @@ def _plan(profile:str, only, extra:dict|None, nbs:Path, figures:Path, runs:Path,
         check_parameters(nbs / f'{e.name}.ipynb', p)
     return plans
 
+# %% ../nbs/22_reproduce.ipynb #78fd3ec1
+def real_datasets(profile:str, names:list)->list: # e.g. ['ssv1']
+    "The real datasets the experiments `names` train on under `profile` (their selections' non-synthetic recipes)."
+    P, out = get_profile(profile), []
+    for n in names:
+        r = P.select(n).get('recipe') if P.runs(n) else None
+        if r and r != 'synthetic' and (d := get_recipe(r).dataset) not in out: out.append(d)
+    return out
+
+def check_data(datasets:list, # names of `taf.datasets.DATASETS`
+               root,          # the repository: roots are `root/data/<name>`
+               **kw,          # passed to `check_dataset` (sample, workers, ...)
+              )->dict:        # name -> `DataCheck`
+    "Check each dataset's root; `ReproduceError` naming the root and its first problems if one fails."
+    out = {}
+    for d in datasets:
+        where = Path(root) / 'data' / d
+        if not where.is_dir():
+            raise ReproduceError(f"the {d} root {where} does not exist (layout in data/README.md); "
+                                 "pass --skip-data-check to run anyway")
+        out[d] = r = check_dataset(d, where, progress=False, **kw)
+        print(r.text(), flush=True)
+        if not r.ok:
+            first = (r.problems + [f"{p}: {m}" for p, m in r.bad])[:3]
+            raise ReproduceError(f"the {d} root {where} fails taf data check: {'; '.join(first)}; fix the data "
+                                 "or pass --skip-data-check to run anyway")
+    return out
+
 # %% ../nbs/22_reproduce.ipynb #0440b9dd
 def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               only:str|list|None=None, # experiments to run (with what they need); None: all
@@ -229,6 +259,7 @@ def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               figures_dir=None,   # where `<profile>/` with the results goes; None: `root/figures`
               runs_dir=None,      # where the trained runs go; None: `root/runs`
               jobs:int|None=None, # notebooks at a time; None: the profile's `jobs` (2 for 'smoke', else 1)
+              data_check:bool=True, # real datasets: refuse to run on a root that fails `check_dataset`
              )->dict: # {experiment: wall seconds}, in dependency order
     "Run the experiment notebooks of `profile` in dependency order and write `figures/<profile>/REPORT.md`."
     jobs = jobs or get_profile(profile).jobs                         # ValueError for an unknown profile
@@ -237,6 +268,7 @@ def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
     nbs = root / 'nbs' / 'experiments'
     figures, runs = Path(figures_dir or root / 'figures').resolve(), Path(runs_dir or root / 'runs').resolve()
     plans = _plan(profile, only, extra, nbs, figures, runs, jobs)
+    if data_check: check_data(real_datasets(profile, [e.name for e, _ in plans]), root)
     todo = [e for e, _ in plans]
     if force:
         for d in sorted({Path(p['runs_dir']) / p['profile'] for e, p in plans if e.runs}): shutil.rmtree(d, True)
