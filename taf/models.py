@@ -491,7 +491,7 @@ _MM_RULES = [(r'^conv1\.conv\.weight$', 'conv1.weight'), (r'^conv1\.bn\.(.+)$', 
              (r'^(layer\d\.\d+)\.downsample\.bn\.(.+)$', r'\1.downsample.1.\2')]
 
 def from_mmaction2(sd:dict)->dict:
-    "Rename an mmaction2 TSM/TPN state_dict (`backbone.*.conv1.conv.net.*`, `cls_head.fc_cls.*`, `neck.*`) to ours."
+    "Rename an mmaction2 TSM/TPN state_dict (`backbone.`, `cls_head.fc_cls.`, `neck.`; TPN's own: `necks.`) to ours."
     out = {}
     for k, v in sd.items():
         if k.startswith('backbone.'):
@@ -501,6 +501,7 @@ def from_mmaction2(sd:dict)->dict:
                     k = re.sub(pat, rep, k)
                     break
         elif k.startswith('cls_head.fc_cls.'): k = 'fc.' + k[len('cls_head.fc_cls.'):]
+        elif k.startswith('necks.'): k = 'neck.' + k[len('necks.'):]   # TPN's own release (mmcv): `necks.`
         out[k] = v
     return out
 

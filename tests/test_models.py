@@ -168,6 +168,18 @@ def to_ibm_tam(sd):
     return {'epoch': 50, 'state_dict': out}
 
 
+def to_tpn_official(sd):
+    "decisionforce/TPN's release (mmcv Runner): plain ResNet names under `backbone.`, the neck as `necks.` (its "
+    "submodule names assumed equal to mmaction2's port, which `taf`'s TPN follows: unverified on a released file)."
+    out = {}
+    for k, v in sd.items():
+        if k.startswith('fc.'): k = 'cls_head.fc_cls.' + k[3:]
+        elif k.startswith('neck.'): k = 'necks.' + k[len('neck.'):]
+        else: k = 'backbone.' + k
+        out[k] = v
+    return {'meta': {'epoch': 150}, 'state_dict': out}
+
+
 def _perturbed(m):
     "Make BN statistics and affine params non-trivial so that a wrong mapping would show in the outputs."
     g = torch.Generator().manual_seed(1)
@@ -181,7 +193,7 @@ def _perturbed(m):
 @pytest.mark.parametrize('arch,backbone,writer,layout', [
     ('tsm', 'resnet50', to_tsm_official, 'tsm'), ('tsm', 'resnet18', to_mmaction2, 'mmaction2'),
     ('tpn', 'resnet50', to_mmaction2, 'mmaction2'), ('tam', 'resnet18', to_ibm_tam, 'ibm_tam'),
-    ('gst', 'resnet18', to_tsm_official, 'tsm')])
+    ('gst', 'resnet18', to_tsm_official, 'tsm'), ('tpn', 'resnet18', to_tpn_official, 'mmaction2')])
 def test_foreign_checkpoint_roundtrip(tmp_path, arch, backbone, writer, layout):
     torch.manual_seed(0)
     src = _perturbed(create_model(arch, 6, 8, backbone=backbone, width=16))
