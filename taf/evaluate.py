@@ -19,8 +19,8 @@ from .repro import autocast
 
 # %% auto #0
 __all__ = ['topk_correct', 'confusion_matrix', 'per_class_accuracy', 'classification_metrics', 'predict', 'evaluate',
-           'ReorderedFrames', 'corruption_table', 'attention_stats', 'clip_cams', 'temporal_attention',
-           'attention_dataset', 'dataset_cams', 'plot_frame_cams']
+           'CheckpointMismatch', 'verify_checkpoint', 'ReorderedFrames', 'corruption_table', 'attention_stats',
+           'clip_cams', 'temporal_attention', 'attention_dataset', 'dataset_cams', 'plot_frame_cams']
 
 # %% ../nbs/09_evaluate.ipynb #c199010c
 def topk_correct(logits:Tensor, # [N, K]
@@ -136,6 +136,25 @@ def evaluate(model:nn.Module, data, # model and Dataset (or DataLoader) as for `
         out.update({k: float(np.nanmean(v.numpy())) for k, v in
                     attention_dataset(model, data, batch_size, device, amp=amp).items()})
     return out
+
+# %% ../nbs/09_evaluate.ipynb #7042f15f
+class CheckpointMismatch(RuntimeError):
+    "A checkpoint's measured top-1 is too far from its published one; the message says what to check."
+
+def verify_checkpoint(model:nn.Module, data, # a loaded checkpoint and the split its number was published on
+                      published:float,   # its published top-1 (%), e.g. 45.6 for TSM's SSV1 8-frame release
+                      name:str='checkpoint', # named in the message, e.g. its file
+                      tolerance:float=1.0, # points
+                      **kw,              # passed to `evaluate` (batch_size, device, amp, progress)
+                     )->float:           # the measured top-1 (%)
+    "Evaluate a released checkpoint (1 clip x centre crop) and stop if it is more than `tolerance` from `published`."
+    top1 = 100 * evaluate(model, data, **kw)['top1']
+    if abs(top1 - published) > tolerance:
+        raise CheckpointMismatch(
+            f"{name}: top-1 {top1:.2f} here vs {published:.2f} published ({top1 - published:+.2f} points, tolerance "
+            f"{tolerance}): check the data preparation before training on it -- the class order (SSV1: the sorted "
+            "label list), frame extraction and frame counts (taf data check), and the protocol (1 clip x centre crop)")
+    return top1
 
 # %% ../nbs/09_evaluate.ipynb #84d4697e
 class ReorderedFrames(Dataset):
