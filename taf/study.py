@@ -95,6 +95,10 @@ class Evaluator:
 def _train_forward(res:dict)->list: # per epoch: top-1 of the training forward (dropout on)
     return [h['train_acc'] for h in res.get('history', [])]
 
+def _throughput(res:dict)->float|None: # training clips per second, mean over epochs (of the device it ran on)
+    v = [h['clips_per_s'] for h in res.get('history', []) if h.get('clips_per_s')]
+    return sum(v) / len(v) if v else None
+
 def measure_baseline(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # classes, chance, train/val/test, reordered
     "A baseline's measurements: train, val and test top-1, test top-1 with reversed and shuffled frames."
     test, ck = ev.data(cfg, 'test'), res['checkpoint']
@@ -102,7 +106,7 @@ def measure_baseline(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # classes, 
                 val=ev.top1(ck, ev.data(cfg, 'val')), test=ev.top1(ck, test),
                 reversed=ev.top1(ck, ReorderedFrames(test, 'reverse')),
                 shuffled=ev.top1(ck, ReorderedFrames(test, 'shuffle', seed=0)), train_time_s=res['train_time_s'],
-                train_forward=_train_forward(res)[-1] if res.get('history') else None)
+                train_forward=_train_forward(res)[-1] if res.get('history') else None, clips_per_s=_throughput(res))
 
 def measure_finetune(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # lr, val, test, attacked, train_time_s
     "A fine-tuning's measurements: its starting learning rate, val and test top-1, share of clips attacked."
@@ -110,7 +114,7 @@ def measure_finetune(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # lr, val, 
     return dict(lr=cfg.lr, val=ev.top1(res['checkpoint'], ev.data(cfg, 'val')),
                 test=ev.top1(res['checkpoint'], ev.data(cfg, 'test')),
                 attacked=sum(att) / len(att) if att else None, train_time_s=res['train_time_s'],
-                train_forward=_train_forward(res))
+                train_forward=_train_forward(res), clips_per_s=_throughput(res))
 
 # %% ../nbs/19_study.ipynb #139b251c
 class FineTuning(NamedTuple):
