@@ -8,12 +8,15 @@ import functools, hashlib, json, os
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from .config import TrainConfig
+from .checkpoint import save_checkpoint
+from .config import TrainConfig, last_lr
+from .models import create_model, load_weights
 from .jobs import Job, run_jobs
 from .train import train
 
 # %% auto #0
-__all__ = ['file_lock', 'cached_train', 'run_many', 'weights_id', 'run_key', 'ResultStore', 'write_manifest', 'read_manifest']
+__all__ = ['file_lock', 'cached_train', 'run_many', 'import_baseline', 'weights_id', 'run_key', 'ResultStore', 'write_manifest',
+           'read_manifest']
 
 # %% ../nbs/15_runs.ipynb #580f004a
 @contextmanager
@@ -60,6 +63,26 @@ def run_many(cfgs:list,        # TrainConfigs
     jobs = [Job(i, cached_train, (c,), after=(after[i],) if i in after else ()) for i, c in enumerate(cfgs)]
     out = {j.name: res for j, res in run_jobs(jobs, min(workers, len(cfgs)), threads)}
     return [out[i] for i in range(len(cfgs))]
+
+# %% ../nbs/15_runs.ipynb #dda5965a
+def import_baseline(checkpoint:str|Path, # a released checkpoint (any layout `load_weights` reads)
+                    cfg:TrainConfig,     # the baseline configuration it stands for (its official recipe)
+                    num_classes:int,     # classes of its dataset
+                   )->dict:              # `cached_train`'s result for `cfg`
+    "Make a released checkpoint the finished run of `cfg` (weights in `cfg.out_dir/last.pt`, config, results)."
+    out = Path(cfg.out_dir)
+    model = create_model(cfg.arch, num_classes, cfg.num_frames, backbone=cfg.backbone, dropout=cfg.dropout,
+                         width=cfg.width)
+    load_weights(model, checkpoint)
+    meta = dict(arch=cfg.arch, backbone=cfg.backbone, width=cfg.width, num_classes=num_classes,
+                num_frames=cfg.num_frames, dual=False, method=cfg.method, last_lr=last_lr(cfg))
+    save_checkpoint(out / 'last.pt', {'format': 'taf-checkpoint-1', 'model': model.state_dict(), 'history': [],
+                                      'config': json.loads(json.dumps(asdict(cfg))), 'meta': meta})
+    res = {'out_dir': str(out), 'checkpoint': str(out / 'last.pt'), 'history': [], 'val': {}, 'train_time_s': 0.0,
+           'imported_from': str(checkpoint)}
+    (out / 'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    (out / 'results.json').write_text(json.dumps(res, indent=1))
+    return res
 
 # %% ../nbs/15_runs.ipynb #bf0a39a1
 _PLACES = ('out_dir', 'init')      # where a run writes and reads, not what it measures
