@@ -21,11 +21,11 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['EXACT_SEEK_CODECS', 'EXACT_SEEK_CONTAINERS', 'LONG_TERM_MOTIONS', 'DATASETS', 'DATASET_NAMES', 'PUBLISHED',
-           'tsn_indices', 'fixed_crop_offsets', 'multiscale_crop_params', 'train_transform', 'val_transform',
-           'BadSampleError', 'AnnotationError', 'FrameFolder', 'read_jpeg', 'video_info', 'seeks_exactly', 'VideoFile',
-           'paper_long_term', 'SkipLog', 'VideoDataset', 'report_skipped', 'SomethingV1', 'SomethingV2', 'Diving48',
-           'build_dataset', 'DataCheck', 'check_dataset']
+__all__ = ['EXACT_SEEK_CODECS', 'EXACT_SEEK_CONTAINERS', 'LONG_TERM_MOTIONS', 'VIDEO_EXTS', 'DATASETS', 'DATASET_NAMES',
+           'PUBLISHED', 'tsn_indices', 'fixed_crop_offsets', 'multiscale_crop_params', 'train_transform',
+           'val_transform', 'BadSampleError', 'AnnotationError', 'FrameFolder', 'read_jpeg', 'video_info',
+           'seeks_exactly', 'VideoFile', 'paper_long_term', 'SkipLog', 'VideoDataset', 'report_skipped', 'SomethingV1',
+           'SomethingV2', 'Diving48', 'VideoFolder', 'VideoList', 'build_dataset', 'DataCheck', 'check_dataset']
 
 # %% ../nbs/02_datasets.ipynb #71853e31
 def tsn_indices(num_video_frames:int, # n, frames in the video (or in the annotated range)
@@ -544,11 +544,89 @@ class Diving48(VideoDataset):
         if not samples: raise AnnotationError(f"diving48: {path} lists no samples")
         return samples
 
+# %% ../nbs/02_datasets.ipynb #a871368f
+VIDEO_EXTS = ('.mp4', '.webm', '.avi', '.mkv', '.mov', '.mpg', '.mpeg')
+
+def _open_any(path:Path)->VideoFile|FrameFolder: # a frame folder (JPEG `00001.jpg ...`) or a video file
+    return FrameFolder(path) if Path(path).is_dir() else VideoFile(path)
+
+class VideoFolder(VideoDataset):
+    "Videos (or frame folders) in `root/<split>/<class name>/`: the Kinetics / UCF101 layout."
+    name, default_flip = 'folder', False
+    def open_video(self, path): return _open_any(path)
+
+    def _split_dir(self, split:str)->Path:
+        d = self.root / split
+        if not d.is_dir():
+            raise FileNotFoundError(f"folder: {d} not found (expected root/{split}/<class name>/<videos>)")
+        return d
+
+    def read_classes(self):
+        d = self._split_dir('train')
+        names = sorted(p.name for p in d.iterdir() if p.is_dir())
+        if not names: raise AnnotationError(f"folder: {d} has no class folders")
+        return names
+
+    def read_samples(self):
+        d, index, samples, problems = self._split_dir(self.split), {c: k for k, c in enumerate(self.classes)}, [], []
+        for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+            if cdir.name not in index:
+                problems.append(f"class folder {cdir.name!r} is not a class of {self.root / 'train'}")
+                continue
+            samples += [(p, index[cdir.name], 0, None) for p in sorted(cdir.iterdir())
+                        if p.is_dir() or p.suffix.lower() in VIDEO_EXTS]
+        _raise_problems(problems, d, self.name)
+        if not samples: raise AnnotationError(f"folder: {d} holds no videos ({' '.join(VIDEO_EXTS)}) or frame folders")
+        return samples
+
+# %% ../nbs/02_datasets.ipynb #77b76844
+class VideoList(VideoDataset):
+    "Samples listed in `root/train.txt` / `root/val.txt`: `path label` (video) or `path num_frames label` (frames)."
+    name, default_flip = 'list', False
+    def __init__(self, root, split, num_frames=8, train=None, size=224, on_error='raise',
+                 lists:dict|None=None, # split -> list file, relative to `root`; default train.txt, val.txt
+                 **kw):
+        self.lists = {'train': 'train.txt', 'val': 'val.txt', **(lists or {})}
+        super().__init__(root, split, num_frames, train, size, on_error, **kw)
+
+    def open_video(self, path): return _open_any(path)
+
+    def _entries(self, split:str)->list: # (path, label) per sample line of `split`'s list file
+        path = _need(self.root / self.lists[split], self.name, f'{split} list')
+        out, problems = [], []
+        for ln, line in enumerate(_read_text_lines(path, self.name), 1):
+            parts = line.split()
+            if not parts or parts[0].startswith('#'): continue
+            if len(parts) not in (2, 3) or not all(p.lstrip('-').isdigit() for p in parts[1:]):
+                problems.append(f"line {ln}: malformed {line!r} (expected 'path label' or 'path num_frames label')")
+                continue
+            p = Path(parts[0])
+            out.append((p if p.is_absolute() else self.root / p, int(parts[-1]), ln))
+        _raise_problems(problems, path, self.name)
+        if not out: raise AnnotationError(f"list: {path} lists no samples")
+        return out
+
+    def read_classes(self):
+        f = self.root / 'classes.txt'
+        if f.is_file():
+            names = [l.strip() for l in _read_text_lines(f, self.name) if l.strip()]
+            if not names: raise AnnotationError(f"list: class list {f} is empty")
+            return names
+        return [f"class {k}" for k in range(1 + max(label for _, label, _ in self._entries('train')))]
+
+    def read_samples(self):
+        K, path = len(self.classes), self.root / self.lists[self.split]
+        entries = self._entries(self.split)
+        bad = [f"line {ln}: label {label} outside 0..{K - 1}" for _, label, ln in entries if not 0 <= label < K]
+        _raise_problems(bad, path, self.name)
+        return [(p, label, 0, None) for p, label, _ in entries]
+
 # %% ../nbs/02_datasets.ipynb #43608cb7
-DATASETS = {'ssv1': SomethingV1, 'ssv2': SomethingV2, 'diving48': Diving48}
+DATASETS = {'ssv1': SomethingV1, 'ssv2': SomethingV2, 'diving48': Diving48, 'folder': VideoFolder,
+            'list': VideoList}
 DATASET_NAMES = ('synthetic', *DATASETS)
 
-def build_dataset(name:str,             # 'synthetic', 'ssv1', 'ssv2' or 'diving48'
+def build_dataset(name:str,             # 'synthetic', 'ssv1', 'ssv2', 'diving48', 'folder' or 'list'
                   split:str,            # 'train' or 'val'
                   root:str|Path|None=None, # dataset root (real datasets), see data/README.md
                   num_frames:int=8,     # T
@@ -608,12 +686,12 @@ def _probe(ds:VideoDataset, path:Path)->tuple: # (frames or None, error message 
         return n, None
     except Exception as e: return None, str(e)
 
-def check_dataset(name:str,            # 'ssv1', 'ssv2' or 'diving48'
+def check_dataset(name:str,            # a key of `DATASETS`
                   root:str|Path,       # the dataset root (layout in data/README.md)
                   sample:int=200,      # samples decoded per split (seeded); ignored with `full`
                   full:bool=False,     # decode every sample (`taf data check --all`)
                   workers:int=8,       # threads that open and decode
-                  expect:dict|None=None, # 'classes', 'train', 'val' to expect; None: `PUBLISHED[name]`
+                  expect:dict|None=None, # 'classes', 'train', 'val' to expect; None: `PUBLISHED` (if any)
                   min_frames:int=8,    # videos with fewer frames are counted as 'short' (a warning: stretched)
                   seed:int=0,          # which samples are drawn
                   progress:bool=True,  # a progress bar over the decoded samples
@@ -621,7 +699,7 @@ def check_dataset(name:str,            # 'ssv1', 'ssv2' or 'diving48'
     "Check a dataset root before training on it: sizes, class list, readable samples, frames per video."
     if name not in DATASETS:
         raise ValueError(f"check_dataset: unknown dataset {name!r}; expected one of {list(DATASETS)}")
-    want, problems, sizes, readers, classes = expect or PUBLISHED[name], [], {}, {}, None
+    want, problems, sizes, readers, classes = expect or PUBLISHED.get(name, {}), [], {}, {}, None
     for split in ('train', 'val'):
         try: ds = DATASETS[name](root, split, num_frames=1, size=32)
         except (AnnotationError, FileNotFoundError) as e:

@@ -192,3 +192,31 @@ def test_console_errors_are_one_line(files, args, culprit):
     r = taf(*[a.format(d=files) for a in args], timeout=120)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and culprit in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr and 'weights_only' not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize('kind', ['folder', 'list'])
+def test_train_on_a_folder_or_list_dataset(tmp_path, kind):
+    "`taf train --dataset folder|list --root DIR`: the user's own videos, in the Kinetics layout or as a list file."
+    import numpy as np
+    from taf.synthetic import write_video
+    root = tmp_path / 'data'
+    lines = {'train': [], 'val': []}
+    for split, n in (('train', 4), ('val', 2)):
+        for c, cls in enumerate(('left', 'right')):
+            for i in range(n):
+                frames = np.zeros((8, 32, 32, 3), np.uint8)
+                frames[:, :, c * 16:(c + 1) * 16] = 200                      # the class is where the bright half is
+                p = write_video(root / split / cls / f'{i}.webm', frames)
+                lines[split].append(f"{p.relative_to(root)} {c}")
+    if kind == 'list':
+        for split, ls in lines.items(): (root / f'{split}.txt').write_text('# path label\n' + '\n'.join(ls) + '\n')
+    args = ['--dataset', kind, '--root', root, '--num_frames', 4, '--size', 32, '--backbone', 'resnet18', '--width', 8,
+            '--epochs', 1, '--batch_size', 4, '--workers', 0, '--out_dir', tmp_path / 'run']
+    r = taf('train', *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert c['dataset'] == kind and (tmp_path / 'run' / 'last.pt').exists()
+    (root / 'val' / 'left' / 'broken.webm').write_bytes(b'no video')
+    if kind == 'list': (root / 'val.txt').write_text('val/left/broken.webm 0\nval/left/0.webm zero\n')
+    r = taf('train', *args[:-1], tmp_path / 'run2')
+    assert r.returncode != 0 and ('broken.webm' in r.stderr or 'line 2' in r.stderr), r.stderr[-2000:]
