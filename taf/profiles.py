@@ -83,13 +83,14 @@ _UNDERFIT = {
     'smoke': dict(candidates=['underfit-dropout', 'underfit-decay'], contrast=['label-noise'], calibration_seeds=[0],
                   main_seeds=[0], other_seeds=[0], levels=_UNDERFIT_ALL, pretrained_regimes=['permutation', 'main'],
                   pretrained_seeds=[0],
-                  pretrain=dict(epochs=1, synthetic={'preset': 'small', 'seed': 1000, 'size': 16})),
+                  pretrain=dict(epochs=1, synthetic={'preset': 'small', 'seed': 1000, 'size': 16}), pretrain_min_val=0),
     'quick': dict(candidates=['underfit-dropout', 'underfit-decay'], contrast=[], calibration_seeds=[0],
                   main_seeds=[0], other_seeds=[], levels=['TAF'], pretrained_regimes=[], pretrained_seeds=[],
-                  pretrain={}),
+                  pretrain={}, pretrain_min_val=2),
     'full': dict(candidates=['underfit-dropout', 'underfit-decay', 'underfit-mixed'], contrast=['label-noise'],
                  calibration_seeds=[0, 1, 2], main_seeds=list(range(10)), other_seeds=[0, 1, 2], levels=_UNDERFIT_ALL,
-                 pretrained_regimes=['permutation', 'main'], pretrained_seeds=[0, 1, 2], pretrain={}),
+                 pretrained_regimes=['permutation', 'main'], pretrained_seeds=[0, 1, 2], pretrain={},
+                 pretrain_min_val=2),
 }
 
 # %% ../nbs/16_profiles.ipynb #70be1057
