@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 from .synthetic import SHAPES, get_config, generate, split_plan, plan_clip
 from .models import ResNet2dVideo, BACKBONES
+from .evaluate import evaluate
 from .repro import seed_everything, get_device, git_info
 
 # %% auto #0
@@ -50,12 +52,7 @@ class PretrainConfig:
     def data(self)->dict: return dict(PRETRAIN_DATA if self.synthetic is None else self.synthetic)
 
 # %% ../nbs/24_pretrain.ipynb #d848ca6d
-def _top1(net, x, y, device, batch_size=256)->float:
-    net.eval()
-    with torch.no_grad():
-        hits = sum((net(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-                   for i in range(0, len(y), batch_size))
-    return hits / len(y)
+def _top1(net, x, y, device)->float: return evaluate(net, TensorDataset(x, y), 256, device)['top1']
 
 def _as_clips(frames:np.ndarray)->torch.Tensor: # uint8 [N, H, W, 3] -> float [N, 1, 3, H, W] in [0, 1]
     return torch.from_numpy(frames).permute(0, 3, 1, 2).unsqueeze(1).float() / 255

@@ -9,10 +9,10 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from .checkpoint import save_checkpoint
-from .config import TrainConfig, last_lr
+from .config import TrainConfig
 from .models import create_model, load_weights
 from .jobs import Job, run_jobs
-from .train import train
+from .train import train, checkpoint_meta
 
 # %% auto #0
 __all__ = ['file_lock', 'cached_train', 'run_many', 'import_baseline', 'weights_id', 'run_key', 'ResultStore', 'write_manifest',
@@ -74,10 +74,9 @@ def import_baseline(checkpoint:str|Path, # a released checkpoint (any layout `lo
     model = create_model(cfg.arch, num_classes, cfg.num_frames, backbone=cfg.backbone, dropout=cfg.dropout,
                          width=cfg.width)
     load_weights(model, checkpoint)
-    meta = dict(arch=cfg.arch, backbone=cfg.backbone, width=cfg.width, num_classes=num_classes,
-                num_frames=cfg.num_frames, dual=False, method=cfg.method, last_lr=last_lr(cfg))
     save_checkpoint(out / 'last.pt', {'format': 'taf-checkpoint-1', 'model': model.state_dict(), 'history': [],
-                                      'config': json.loads(json.dumps(asdict(cfg))), 'meta': meta})
+                                      'config': json.loads(json.dumps(asdict(cfg))),
+                                      'meta': checkpoint_meta(cfg, num_classes, dual=False)})
     res = {'out_dir': str(out), 'checkpoint': str(out / 'last.pt'), 'history': [], 'val': {}, 'train_time_s': 0.0,
            'imported_from': str(checkpoint)}
     (out / 'config.json').write_text(json.dumps(asdict(cfg), indent=1))

@@ -30,7 +30,7 @@ from .config import TrainConfig, validate_config, lr_factor, last_lr, config_fro
 
 # %% auto #0
 __all__ = ['epoch_batches', 'build_datasets', 'build_eval_dataset', 'build_model', 'param_groups', 'init_distributed',
-           'NonFiniteLossError', 'Trainer', 'train', 'load_model']
+           'NonFiniteLossError', 'Trainer', 'checkpoint_meta', 'train', 'load_model']
 
 # %% ../nbs/13_train.ipynb #c0a5ae60
 def _seed_mix(*xs)->int: return int(np.random.SeedSequence([int(x) for x in xs]).generate_state(1)[0])
@@ -251,13 +251,15 @@ def validate(self:Trainer)->dict: # classification_metrics of the validation set
     return classification_metrics(logits, y, getattr(self.val_ds, 'long_term', None))
 
 # %% ../nbs/13_train.ipynb #0bb9e7fa
+def checkpoint_meta(cfg:TrainConfig, num_classes:int, dual:bool)->dict: # what `load_model` reads of a checkpoint
+    "The model description stored in a run checkpoint: architecture, classes, frames, dual BN, method, last LR."
+    return {'arch': cfg.arch, 'backbone': cfg.backbone, 'width': cfg.width, 'num_classes': num_classes,
+            'num_frames': cfg.num_frames, 'dual': dual, 'method': cfg.method, 'last_lr': last_lr(cfg)}
+
 @patch
 def state_dict(self:Trainer)->dict:
     "Everything needed to continue this run exactly."
-    cfg = self.cfg
-    meta = {'arch': cfg.arch, 'backbone': cfg.backbone, 'width': cfg.width, 'num_classes': self.num_classes,
-            'num_frames': cfg.num_frames, 'dual': is_dual(self.model), 'method': cfg.method,
-            'last_lr': last_lr(cfg)}
+    cfg, meta = self.cfg, checkpoint_meta(self.cfg, self.num_classes, is_dual(self.model))
     return {'format': 'taf-checkpoint-1', 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
             'scheduler': self.sched.state_dict(), 'scaler': self.scaler.state_dict(),
             'epoch': self.epoch, 'step_in_epoch': self.step_in_epoch, 'global_step': self.global_step,
