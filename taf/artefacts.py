@@ -336,7 +336,10 @@ class Ablation:
         self.name, self.levels, self.profile, self.device = name, levels, profile, s['device']
         self.regimes, self.seeds, self.train_missing = sel['regimes'], sel['seeds'], s['train_missing']
         self.runs, self.figs, self.store = study_paths(profile, runs_dir, out_dir, s['store'])
-        self.workers, self.reselect, self.recipes, self.reselection = s['workers'], sel.get('reselect', False), {}, None
+        self.workers, self.recipes, self.reselection = s['workers'], {}, None
+        if sel.get('reselect', False):      # trains the regimes' baselines (and the grid's, for flagged regimes)
+            self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, profile,
+                                                      self.workers, self.device, self.train_missing)
         self.study = self.build()
 
     def build(self)->Study: # the study of the levels, from each regime's chosen recipe
@@ -346,12 +349,8 @@ class Ablation:
 # %% ../nbs/21_artefacts.ipynb #800fea71
 @patch
 def run(self:Ablation)->float: # wall time (s)
-    "Re-select collapsed regimes' recipes if the profile asks, then train and measure what the store lacks."
+    "Train and measure what the store lacks (with `train_missing` False: only report what it holds)."
     t0 = time.perf_counter()
-    if self.reselect:
-        self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, self.profile,
-                                                  self.workers, self.device, self.train_missing)
-        self.study = self.build()
     print(f"profile={self.profile} regimes={self.regimes} seeds={self.seeds}: {len(self.study.bases)} baselines, "
           f"{len(self.study.jobs)} fine-tunings" + (f"; re-selected recipes {self.recipes}" if self.recipes else ''))
     self.study.run(self.train_missing)
