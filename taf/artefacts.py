@@ -17,9 +17,9 @@ from .profiles import get_profile
 from .repro import write_run_metadata, get_device
 from .train import build_eval_dataset, load_model
 from .runs import read_manifest
-from .study import Study, ablation, level_diff
+from .study import Study, ablation, level_diff, reselect, RESELECT_GRID
 from .stats import claim
-from .report import ablation_table, ablation_markdown, ablation_caption, ablation_plot
+from .report import ablation_table, ablation_markdown, ablation_caption, ablation_plot, markdown_table
 
 # %% auto #0
 __all__ = ['STUDY_DEFAULTS', 'CAM_MODELS', 'LETTERS', 'write_artefact', 'selection', 'study_settings', 'study_paths',
@@ -335,17 +335,26 @@ class Ablation:
         s, sel = study_settings(study_kw), selection(profile, name, select)
         self.name, self.levels, self.profile, self.device = name, levels, profile, s['device']
         self.regimes, self.seeds, self.train_missing = sel['regimes'], sel['seeds'], s['train_missing']
-        self.runs, self.figs, store = study_paths(profile, runs_dir, out_dir, s['store'])
-        self.study = ablation(Study(store, workers=s['workers'], device=s['device']), self.regimes, self.seeds, levels,
-                              self.runs, size=profile)
+        self.runs, self.figs, self.store = study_paths(profile, runs_dir, out_dir, s['store'])
+        self.workers, self.recipes, self.reselection = s['workers'], {}, None
+        if sel.get('reselect', False):      # trains the regimes' baselines (and the grid's, for flagged regimes)
+            self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, profile,
+                                                      self.workers, self.device, self.train_missing)
+        self.study = self.build()
+
+    def build(self)->Study: # the study of the levels, from each regime's chosen recipe
+        return ablation(Study(self.store, workers=self.workers, device=self.device), self.regimes, self.seeds,
+                        self.levels, self.runs, size=self.profile, recipes=self.recipes)
 
 # %% ../nbs/21_artefacts.ipynb #800fea71
 @patch
 def run(self:Ablation)->float: # wall time (s)
     "Train and measure what the store lacks (with `train_missing` False: only report what it holds)."
+    t0 = time.perf_counter()
     print(f"profile={self.profile} regimes={self.regimes} seeds={self.seeds}: {len(self.study.bases)} baselines, "
-          f"{len(self.study.jobs)} fine-tunings")
-    return self.study.run(self.train_missing)
+          f"{len(self.study.jobs)} fine-tunings" + (f"; re-selected recipes {self.recipes}" if self.recipes else ''))
+    self.study.run(self.train_missing)
+    return time.perf_counter() - t0
 
 # %% ../nbs/21_artefacts.ipynb #f80102b8
 @patch
@@ -354,8 +363,19 @@ def markdown(self:Ablation, df:pd.DataFrame, # `ablation_table`'s rows
              what:str='TAF',                 # what the rows' fine-tunings are called in the header
             )->str:
     "The table as Markdown, under the notebook's title and the caption of what was run."
-    return '\n'.join([f"# {title} -- profile `{self.profile}`", "",
-                      ablation_caption(self.study, self.regimes, self.seeds), "", ablation_markdown(df, what), ""])
+    out = [f"# {title} -- profile `{self.profile}`", "", ablation_caption(self.study, self.regimes, self.seeds), "",
+           ablation_markdown(df, what), ""]
+    if self.reselection is not None:
+        r = self.reselection
+        out += ["## Re-selected regimes", "",
+                (f"Rule 6 flagged {sorted(set(r.regime))}; each was re-selected on val among the default and "
+                 f"{list(RESELECT_GRID)} (`taf.study.reselect`, pre-registered in `nbs/19_study.ipynb`): val top-1 (%) "
+                 "of every candidate's baselines, their collapsed seeds and the recipe chosen, from whose baselines "
+                 f"the rows above were fine-tuned: {self.recipes or 'the default everywhere'}." if len(r) else
+                 "Rule 6 flagged no regime: every row starts from the default recipe."), ""]
+        if len(r): out += [markdown_table(r.assign(val=100 * r.val, collapsed=r.collapsed.apply(
+            lambda s: ' / '.join(map(str, s)))), '.1f'), ""]
+    return '\n'.join(out)
 
 # %% ../nbs/21_artefacts.ipynb #450795c2
 def pair_claims(pairs:dict,  # claim -> (level a, level b): a beats b in the paper

@@ -18,30 +18,51 @@ from .evaluate import evaluate
 from .repro import seed_everything, get_device, git_info
 
 # %% auto #0
-__all__ = ['PRETRAIN_DATA', 'shape_frames', 'PretrainConfig', 'pretrain_2d']
+__all__ = ['PRETRAIN_DATA', 'PRETRAIN_TASKS', 'position_edges', 'frame_labels', 'PretrainConfig', 'pretrain_2d']
 
 # %% ../nbs/24_pretrain.ipynb #5f70b338
-PRETRAIN_DATA = dict(preset='default', num_classes=14, size=32, num_frames=8, seed=1000, train_per_class=20,
+PRETRAIN_DATA = dict(preset='default', num_classes=14, size=32, num_frames=8, seed=1000, train_per_class=100,
                      val_per_class=5)
+PRETRAIN_TASKS = ('position', 'shape')
 
-def shape_frames(synthetic:dict, # `taf.synthetic.get_config` arguments (a 'preset' and overrides)
-                 split:str='train', # 'train' or 'val'
-                )->tuple:           # (frames uint8 [N*T, H, W, 3], shape labels int64 [N*T])
-    "The frames of a synthetic split, each labelled with the shape of its clip's object."
+def _frames_and_plans(synthetic:dict, split:str)->tuple: # (frames uint8 [N*T, H, W, 3], `plan_clip` dicts [N])
     kw = dict(synthetic)
     cfg = get_config(kw.pop('preset', 'default'), **kw)
-    videos, labels = generate(cfg, split)
+    videos, labels = generate(cfg, split)[:2]
     _, seeds = split_plan(cfg, split)
-    shapes = np.array([plan_clip(cfg, l, s, split)['app']['object']['shape'] for l, s in zip(labels, seeds)])
-    return videos.reshape(-1, *videos.shape[2:]), np.repeat(shapes, videos.shape[1]).astype(np.int64)
+    return videos.reshape(-1, *videos.shape[2:]), [plan_clip(cfg, l, s, split) for l, s in zip(labels, seeds)]
+
+def _centres(plans:list)->np.ndarray: # the object's centre (x, y) in every clip frame, [N*T, 2]
+    return np.concatenate([p['states'][p['perm'], :2] for p in plans])
+
+def position_edges(synthetic:dict, # `taf.synthetic.get_config` arguments (a 'preset' and overrides)
+                  )->np.ndarray:   # [2, 2]: the tertiles of x (row 0) and of y (row 1) over the training frames
+    "The cell edges of the `'position'` task, from the training split."
+    xy = _centres(_frames_and_plans(synthetic, 'train')[1])
+    return np.stack([np.quantile(xy[:, a], [1 / 3, 2 / 3]) for a in (0, 1)])
+
+def frame_labels(synthetic:dict,          # `taf.synthetic.get_config` arguments (a 'preset' and overrides)
+                 split:str='train',       # 'train' or 'val'
+                 task:str='position',     # 'position': grid cell of the object's centre; 'shape': its shape
+                )->tuple:                 # (frames uint8 [N*T, H, W, 3], labels int64 [N*T], number of classes)
+    "The frames of a synthetic split, each labelled by `task`."
+    if task not in PRETRAIN_TASKS: raise ValueError(f"frame_labels: task {task!r}, expected one of {PRETRAIN_TASKS}")
+    frames, plans = _frames_and_plans(synthetic, split)
+    if task == 'shape':
+        shapes = np.array([p['app']['object']['shape'] for p in plans])
+        return frames, np.repeat(shapes, len(frames) // len(plans)).astype(np.int64), len(SHAPES)
+    xy, e = _centres(plans), position_edges(synthetic)
+    col, row = np.digitize(xy[:, 0], e[0]), np.digitize(xy[:, 1], e[1])
+    return frames, (3 * row + col).astype(np.int64), 9
 
 # %% ../nbs/24_pretrain.ipynb #4ad3e26a
 @dataclass(frozen=True)
 class PretrainConfig:
-    "Settings of a 2D pretraining on `shape_frames`."
+    "Settings of a 2D pretraining on `frame_labels`."
     backbone:str='resnet18'   # the video model's backbone ('resnet18' or 'resnet50')
     width:int=16              # and its width (the synthetic recipe's 16)
-    synthetic:dict=None       # `shape_frames` data; None: `PRETRAIN_DATA`
+    synthetic:dict=None       # `frame_labels` data; None: `PRETRAIN_DATA`
+    task:str='position'       # `frame_labels` task: 'position' or 'shape'
     epochs:int=15
     batch_size:int=64
     lr:float=0.05             # SGD, momentum 0.9, cosine to 0
@@ -61,7 +82,7 @@ def pretrain_2d(out_dir:str|Path,        # folder of `backbone.pt` and `pretrain
                 cfg:PretrainConfig=PretrainConfig(),
                 progress:bool=True,      # a progress bar over epochs
                )->dict:                  # `pretrain.json`'s content: 'path', 'val_top1', 'config', ...
-    "Train the 2D ResNet on `shape_frames` and write its classifier-less weights (or read them back)."
+    "Train the 2D ResNet on `frame_labels` and write its classifier-less weights (or read them back)."
     out = Path(out_dir)
     meta, conf = out / 'pretrain.json', asdict(cfg)
     if meta.exists() and (m := json.loads(meta.read_text()))['config'] == conf and (out / 'backbone.pt').exists():
@@ -69,9 +90,10 @@ def pretrain_2d(out_dir:str|Path,        # folder of `backbone.pt` and `pretrain
     if cfg.backbone not in BACKBONES: raise ValueError(f"pretrain_2d: unknown backbone {cfg.backbone!r}")
     seed_everything(cfg.seed)
     device, t0 = get_device(cfg.device), time.perf_counter()
-    (xtr, ytr), (xva, yva) = [shape_frames(cfg.data(), s) for s in ('train', 'val')]
+    (xtr, ytr, n_cls), (xva, yva, _) = [frame_labels(cfg.data(), s, cfg.task) for s in ('train', 'val')]
+    chance = np.bincount(yva).max() / len(yva)
     xtr, ytr, xva, yva = _as_clips(xtr), torch.from_numpy(ytr), _as_clips(xva), torch.from_numpy(yva)
-    net = ResNet2dVideo(len(SHAPES), 1, cfg.backbone, cfg.width, dropout=0.0).to(device)
+    net = ResNet2dVideo(n_cls, 1, cfg.backbone, cfg.width, dropout=0.0).to(device)
     opt = torch.optim.SGD(net.parameters(), cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     steps = len(ytr) // cfg.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps)
@@ -82,7 +104,7 @@ def pretrain_2d(out_dir:str|Path,        # folder of `backbone.pt` and `pretrain
         for k in range(steps):
             i = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             x = xtr[i]
-            flip = torch.rand(len(i), generator=g) < 0.5
+            flip = (torch.rand(len(i), generator=g) < 0.5) & (cfg.task == 'shape')
             x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
             loss = F.cross_entropy(net(x.to(device)), ytr[i].to(device))
             opt.zero_grad(set_to_none=True)
@@ -91,7 +113,7 @@ def pretrain_2d(out_dir:str|Path,        # folder of `backbone.pt` and `pretrain
             sched.step()
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in net.state_dict().items() if not k.startswith('fc.')}, out / 'backbone.pt')
-    m = dict(path=str(out / 'backbone.pt'), config=conf, shapes=list(SHAPES), chance=1 / len(SHAPES),
+    m = dict(path=str(out / 'backbone.pt'), config=conf, task=cfg.task, classes=n_cls, chance=float(chance),
              train_top1=_top1(net, xtr, ytr, device), val_top1=_top1(net, xva, yva, device),
              train_time_s=time.perf_counter() - t0, commit=git_info()['commit'], device=str(device))
     meta.write_text(json.dumps(m, indent=1))

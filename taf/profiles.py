@@ -102,8 +102,8 @@ def _experiments(p:str)->dict:
     if p in _RECIPE: out['baseline_recipe'] = _RECIPE[p]
     if study:
         two = dict(regimes=_TWO, seeds=[0, 1, 2]) if p == 'full' else _ONE
-        out.update({a: two for a in _ABLATIONS})
-        out['table4'] = dict(regimes=_TWO, seeds=[3, 4, 5]) if p == 'full' else _ONE
+        out.update({a: {**two, 'reselect': p == 'full'} for a in _ABLATIONS})
+        out['table4'] = {**(dict(regimes=_TWO, seeds=[3, 4, 5]) if p == 'full' else _ONE), 'reselect': p == 'full'}
         out.update(sensitivity=_SENSITIVITY[p], table1=_TABLE1[p], table7=_TABLE7[p], underfit=_UNDERFIT[p])
     return out
 

@@ -20,11 +20,12 @@ from .jobs import Job, run_jobs
 from .runs import cached_train, run_key, ResultStore
 from .train import load_model, build_eval_dataset
 from .repro import get_device, git_info
+from .stats import collapsed
 
 # %% auto #0
-__all__ = ['REGIMES', 'WEAK_RECIPE', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline', 'measure_finetune',
-           'FineTuning', 'Study', 'device_label', 'trained_on', 'ablation', 'cell_baseline', 'model_grid',
-           'corruption_measure', 'level_diff']
+__all__ = ['REGIMES', 'WEAK_RECIPE', 'RESELECT_GRID', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline',
+           'measure_finetune', 'FineTuning', 'Study', 'device_label', 'trained_on', 'ablation_baselines', 'ablation',
+           'choose_recipe', 'reselect', 'cell_baseline', 'model_grid', 'corruption_measure', 'level_diff']
 
 # %% ../nbs/19_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -230,27 +231,87 @@ def trained_on(study:Study)->str: # e.g. 'cpu, torch 2.14.1 (18 runs); cuda: NVI
     return '; '.join(f"{d} ({c} run{'s' * (c > 1)})" for d, c in n.items()) or 'nothing measured yet'
 
 # %% ../nbs/19_study.ipynb #72cb2916
+def ablation_baselines(study:Study, regimes:list, seeds:list, # what to register
+                       runs:str|Path,      # runs folder of the study
+                       size:str='full',    # a profile name (`taf.profiles`)
+                       variant:str='tuned', # the baselines' name (ids `(regime, seed, variant)`, run folders)
+                       recipes:dict|None=None, # regime -> (name, `TrainConfig` overrides): a re-selected recipe
+                       **base_kw,          # `TrainConfig` overrides of the baselines, e.g. `pretrained=...`
+                      )->dict:             # id -> (baseline config, its folder)
+    "Register the baseline of every regime and seed (folder `runs/regime/seed<s>/variant[-recipe]`), nothing else."
+    out = {}
+    for r in regimes:
+        tag, kw_r = (recipes or {}).get(r, ('', {}))
+        for s in seeds:
+            folder, bid = Path(runs) / r / f'seed{s}' / (f'{variant}-{tag}' if tag else variant), (r, s, variant)
+            cfg = regime_baseline(r, s, folder / 'baseline', size, **base_kw, **kw_r)
+            out[bid] = study.add_baseline(bid, cfg), folder
+    return out
+
 def ablation(study:Study, regimes:list, seeds:list, # what to run
              levels:dict,       # name -> settings, e.g. {'0.5': {'alpha': 0.5}, 'MixUp': {'method': 'augment:mixup'}}
              runs:str|Path,     # runs folder of the study
              size:str='full',   # a profile name (`taf.profiles`)
              variant:str='tuned', # the baselines' name (ids `(regime, seed, variant)`, run folders)
+             recipes:dict|None=None, # regime -> (name, `TrainConfig` overrides): its re-selected recipe (`reselect`)
              **base_kw,         # `TrainConfig` overrides of the baselines, e.g. `pretrained=...` (a variant's)
             )->Study:
     "Per regime and seed: the baseline, its control and one fine-tuning per level (TAF unless it names a `method`)."
-    for r in regimes:
-        for s in seeds:
-            folder, bid = Path(runs) / r / f'seed{s}' / variant, (r, s, variant)
-            b = study.add_baseline(bid, regime_baseline(r, s, folder / 'baseline', size, **base_kw))
-            study.add_finetune(bid, regime_finetune(b, 'control', size=size),
-                               regime=r, seed=s, level='control', method='control')
-            for name, kw in levels.items():
-                kw = dict(kw)
-                m = kw.pop('method', 'taf')
-                tag = '_'.join(f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in sorted(kw.items()))
-                study.add_finetune(bid, regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
-                                   ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
+    for (r, s, _), (b, folder) in ablation_baselines(study, regimes, seeds, runs, size, variant, recipes,
+                                                     **base_kw).items():
+        study.add_finetune((r, s, variant), regime_finetune(b, 'control', size=size),
+                           regime=r, seed=s, level='control', method='control')
+        for name, kw in levels.items():
+            kw = dict(kw)
+            m = kw.pop('method', 'taf')
+            tag = '_'.join(f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in sorted(kw.items()))
+            study.add_finetune((r, s, variant), regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
+                               ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
     return study
+
+# %% ../nbs/19_study.ipynb #b30e6547
+RESELECT_GRID = {'lr0.02-wu5': dict(lr=0.02, warmup_epochs=5), 'lr0.01-wu5': dict(lr=0.01, warmup_epochs=5)}
+
+def choose_recipe(cands:pd.DataFrame, # one row per recipe: 'recipe', 'val' (mean), 'collapsed' (list of seeds)
+                 )->str:              # the chosen recipe's name
+    "The pre-registered choice: among recipes without a collapsed seed the highest mean val (else among all)."
+    ok = cands[cands.collapsed.apply(len) == 0]
+    return (ok if len(ok) else cands).sort_values('val', ascending=False, kind='stable').recipe.iloc[0]
+
+# %% ../nbs/19_study.ipynb #9216b92f
+def reselect(store:ResultStore|str|Path, # the study's store
+             regimes:list, seeds:list,   # the regimes and seeds of the ablation tables
+             runs:str|Path,              # runs folder of the study
+             size:str='full',            # a profile name (`taf.profiles`)
+             workers:int=1, device:str='cpu', # as for `Study`
+             train_missing:bool=True,    # False: only read what the store holds
+             grid:dict=RESELECT_GRID,    # recipe name -> `TrainConfig` overrides
+            )->tuple:                    # (regime -> (name, overrides) of re-selected regimes, candidates DataFrame)
+    "Rule 6 on each regime's baselines; for flagged regimes, the grid's baselines and `choose_recipe` on val."
+    default = Study(store, workers, device)
+    ablation_baselines(default, regimes, seeds, runs, size)
+    default.run(train_missing)
+    bd, flagged = default.baselines(), []
+    for r in regimes:
+        d = bd[bd.regime == r] if len(bd) else bd
+        if len(d) == len(seeds) and collapsed(d.set_index('seed').val, d.chance.iloc[0]): flagged.append(r)
+    grids = {t: Study(store, workers, device) for t in grid}          # baselines only: nothing is fine-tuned here
+    for t, kw in grid.items():
+        ablation_baselines(grids[t], flagged, seeds, runs, size, recipes={r: (t, kw) for r in flagged})
+    for g in grids.values(): g.run(train_missing)
+    rows = []
+    for r in flagged:
+        for t, st in [('default', default), *grids.items()]:
+            b = st.baselines()
+            d = b[b.regime == r].set_index('seed') if len(b) else b
+            if len(d) < len(seeds): continue             # not all trained yet: not a candidate
+            rows.append(dict(regime=r, recipe=t, seeds=len(d), val=d.val.mean(),
+                             val_per_seed=' / '.join(f"{100 * v:.1f}" for v in d.val),
+                             collapsed=collapsed(d.val, d.chance.iloc[0])))
+    cands = pd.DataFrame(rows, columns=['regime', 'recipe', 'seeds', 'val', 'val_per_seed', 'collapsed'])
+    picks = {r: choose_recipe(cands[cands.regime == r]) for r in flagged if (cands.regime == r).any()}
+    cands['chosen'] = [picks.get(r) == t for r, t in zip(cands.regime, cands.recipe)]
+    return {r: (t, grid[t]) for r, t in picks.items() if t != 'default'}, cands
 
 # %% ../nbs/19_study.ipynb #38e5c827
 def cell_baseline(regime:str,      # a key of `REGIMES`
