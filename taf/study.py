@@ -28,8 +28,9 @@ from .stats import collapsed
 __all__ = ['REGIMES', 'WEAK_RECIPE', 'PAPER_REGIMES', 'MODEL_RECIPES', 'IMAGENET_WEIGHTS', 'OFFICIAL_CHECKPOINTS',
            'RESELECT_GRID', 'study_sizes', 'official_checkpoint', 'regime_baseline', 'regime_finetune',
            'paper_baseline', 'release_of', 'Evaluator', 'measure_baseline', 'measure_finetune', 'FineTuning', 'Study',
-           'device_label', 'run_device', 'train_run', 'import_release', 'PlanDone', 'trained_on', 'ablation',
-           'choose_recipe', 'reselect', 'cell_baseline', 'model_grid', 'corruption_measure', 'level_diff']
+           'device_label', 'run_device', 'train_run', 'import_release', 'PlanDone', 'plan_row', 'write_plan',
+           'trained_on', 'ablation', 'choose_recipe', 'reselect', 'cell_baseline', 'model_grid', 'corruption_measure',
+           'level_diff']
 
 # %% ../nbs/19_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -341,7 +342,7 @@ def _job(self:Study, name, cfg:TrainConfig, after=())->Job: # the job that makes
 def run(self:Study, train_missing:bool=True, # False: only report what the store holds
        )->float: # seconds spent training and measuring
     "Train and measure every run the store lacks in `workers` processes, each stored as soon as it finishes."
-    if self.plan is not None: self.write_plan()                  # raises `PlanDone`: nothing trains
+    if self.plan is not None: write_plan(self.plan, self.plan_rows())   # raises `PlanDone`: nothing trains
     need, todo = self.missing()
     print(f"in the store: {sum(self.base_key(b) in self.store for b in self.bases)} of {len(self.bases)} baselines, "
           f"{len(self.jobs) - len(todo)} of {len(self.jobs)} fine-tunings ({self.store.path}); "
@@ -369,26 +370,33 @@ class PlanDone(Exception):
 _PLANNED = ('dataset', 'arch', 'backbone', 'width', 'num_frames', 'size', 'method', 'epochs', 'batch_size', 'root',
             'pretrained', 'synthetic', 'seed')
 
-@patch
-def plan_rows(self:Study)->list: # one dict per run: its identity, role, settings, how it is made, stored or not
-    "The runs of the study as plan rows (baselines, then fine-tunings), each marked stored if the store holds it."
-    self.store.refresh()
-    row = lambda role, ident, cfg, stored, **kw: dict(run=ident, role=role, **{k: getattr(cfg, k) for k in _PLANNED},
-                                                     stored=stored, **kw)
-    out = [row('baseline', run_key(c), c, self.base_key(b) in self.store,
-               how='import' if release_of(c) else 'train', id='/'.join(map(str, b if isinstance(b, tuple) else (b,))))
-           for b, c in self.bases.items()]
-    return out + [row('fine-tuning', run_key(self.bases[j.base], j.cfg), j.cfg, self.job_key(j) in self.store,
-                      how='train', base=run_key(self.bases[j.base]), id='/'.join(map(str, j.labels.values())))
-                  for j in self.jobs]
+def plan_row(cfg:TrainConfig,               # the run
+             base:TrainConfig|None=None,    # a fine-tuning's baseline; None: `cfg` is a baseline
+             stored:bool=False,             # its measurement is in the store already
+             **labels,                      # e.g. id='ssv1/0/tuned'
+            )->dict: # run (training identity), role, how ('import' or 'train'), base, settings, stored, labels
+    "A run as a line of a plan: what it is, how it is made, and whether it is done."
+    ident, role = (run_key(cfg), 'baseline') if base is None else (run_key(base, cfg), 'fine-tuning')
+    return dict(run=ident, role=role, how='import' if base is None and release_of(cfg) else 'train',
+                base=None if base is None else run_key(base), **{k: getattr(cfg, k) for k in _PLANNED},
+                stored=stored, **labels)
+
+def write_plan(path:str|Path, # the plan file (JSON lines, appended to)
+               rows:list,     # `plan_row`s
+              ): # never returns: raises `PlanDone`
+    "Append `rows` to the plan file and stop the caller (a notebook in plan mode ends here; nothing trains)."
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f: f.writelines(json.dumps(r, default=str) + '\n' for r in rows)
+    raise PlanDone(f"plan mode: {len(rows)} runs written to {path}; nothing trained")
 
 @patch
-def write_plan(self:Study): # appends to `self.plan`, then raises `PlanDone`
-    "Append the study's runs to its plan file (JSON lines) and stop the caller: plan mode trains nothing."
-    rows = self.plan_rows()
-    Path(self.plan).parent.mkdir(parents=True, exist_ok=True)
-    with open(self.plan, 'a') as f: f.writelines(json.dumps(r, default=str) + '\n' for r in rows)
-    raise PlanDone(f"plan mode: {len(rows)} runs written to {self.plan}; nothing trained")
+def plan_rows(self:Study)->list: # `plan_row`s: the baselines, then the fine-tunings
+    "The runs of the study as plan rows, each marked stored if the store holds its measurement."
+    self.store.refresh()
+    name = lambda ids: '/'.join(map(str, ids if isinstance(ids, tuple) else (ids,)))
+    return ([plan_row(c, stored=self.base_key(b) in self.store, id=name(b)) for b, c in self.bases.items()]
+            + [plan_row(j.cfg, self.bases[j.base], self.job_key(j) in self.store, id=name(tuple(j.labels.values())))
+               for j in self.jobs])
 
 # %% ../nbs/19_study.ipynb #c2ee5e80
 @patch
