@@ -299,12 +299,14 @@ def _real_data(name:str, root:str)->tuple: # (training clips, classes)
 
 def run_data(row:dict)->tuple: # (training clips, classes, frame side in px)
     "What a plan row trains on: clips of its training split, classes and the frame size of its steps."
+    size = row.get('size')
+    size = None if size is None or size != size else int(size)            # None (or NaN in a table): the default
     if row['dataset'] == 'synthetic':
         syn = dict(row.get('synthetic') or {})
         c = get_config(syn.pop('preset', 'default'), **syn)
-        return c.num_classes * c.train_per_class, c.num_classes, int(row.get('size') or c.size)
+        return c.num_classes * c.train_per_class, c.num_classes, size or c.size
     n, k = _real_data(row['dataset'], str(row['root']))
-    return n, k, int(row.get('size') or 224)
+    return n, k, size or 224
 
 # %% ../nbs/22_reproduce.ipynb #6a20bca6
 def probe_steps(models:list,         # (arch, backbone, width, T, px, classes) tuples
@@ -366,8 +368,8 @@ def plan_markdown(runs:pd.DataFrame, probe:pd.DataFrame, # `cost_plan`'s result
              f"{len(runs)} runs (each counted once, however many artefacts use it): {st.get('import', 0)} released "
              f"checkpoints to import, {int(((runs.status == 'train') & base).sum())} baselines and "
              f"{int(((runs.status == 'train') & ~base).sum())} fine-tunings to train, {st.get('stored', 0)} already "
-             f"in the store. Estimated **{h:.2f} device-hours** on {dev}" + (
-                 f" ({n_gpu} GPUs visible: about {h / n_gpu:.2f} h of wall time with one run per GPU)" if n_gpu else '')
+             f"in the store. Estimated **{h:.3g} device-hours** on {dev}" + (
+                 f" ({n_gpu} GPUs visible: about {h / n_gpu:.3g} h of wall time with one run per GPU)" if n_gpu else '')
              + ": compute only, from the probe below (data loading, evaluation and checkpoints not counted).", "",
              "| artefact | runs | shared with an earlier artefact | to import | baselines to train | fine-tunings to "
              "train | in the store | device-hours of its new runs |", "|---|---|---|---|---|---|---|---|"]
@@ -379,17 +381,17 @@ def plan_markdown(runs:pd.DataFrame, probe:pd.DataFrame, # `cost_plan`'s result
         lines.append(f"| `{a}` | {len(mine)} | {len(mine) - len(new)} | {int((new.status == 'import').sum())} | "
                      f"{int(((new.status == 'train') & (new.role == 'baseline')).sum())} | "
                      f"{int(((new.status == 'train') & (new.role != 'baseline')).sum())} | "
-                     f"{int((new.status == 'stored').sum())} | {new.hours.sum():.2f} |")
+                     f"{int((new.status == 'stored').sum())} | {new.hours.sum():.3g} |")
     lines += ["", f"## Probe ({dev}; " + ', '.join(f"{k} {v}" for k, v in (probe_kw or {}).items()) + ")", ""]
     lines += ["| model | backbone | width | T | px | baseline step (ms/clip) | TAF K=1 step (ms/clip) | TAF / "
               "baseline |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.arch.upper()} | {r.backbone} | {r.width} | {r.T} | {r.px} | {1e3 * r.baseline_s:.1f} | "
               f"{1e3 * r.taf_s:.1f} | {r.taf_s / r.baseline_s:.2f} |" for r in probe.itertuples()]
     if not len(probe): lines.append("| nothing to train | | | | | | | |")
-    lines += ["", "## Every run", "", "| run | artefacts | role | status | data | model | T | method | seed | epochs | "
-              "train clips | device-hours |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| `{r.run}` | {r.artefacts} | {r.role} | {r.status} | {r.dataset} | {r.arch.upper()}-{r.backbone} "
-              f"| {r.num_frames} | {r.method} | {r.seed} | {r.epochs} | {r.clips} | {r.hours:.3f} |"
+    lines += ["", "## Every run", "", "| run | artefacts | role | status | labels | data | model | T | method | "
+              "epochs | train clips | device-hours |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r.run}` | {r.artefacts} | {r.role} | {r.status} | {r.id} | {r.dataset} | {r.arch.upper()}-"
+              f"{r.backbone} | {r.num_frames} | {r.method} | {r.epochs} | {r.clips} | {r.hours:.3g} |"
               for r in runs.itertuples()]
     return '\n'.join(lines) + '\n'
 

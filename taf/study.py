@@ -150,14 +150,14 @@ def paper_baseline(regime:str,          # a key of `PAPER_REGIMES`
     if regime not in PAPER_REGIMES: raise ValueError(f"paper regime {regime!r}: expected one of {list(PAPER_REGIMES)}")
     Z = _size(size)
     data = Path(Z.get('data_dir', 'data'))
-    kw = {**MODEL_RECIPES[arch], **Z.get('config', {}), **overrides}
+    kw = {'progress': False, **MODEL_RECIPES[arch], **Z.get('config', {}), **overrides}
     plain = kw.get('method', 'baseline') == 'baseline'                  # a variant (AdvProp) is trained
     release = official_checkpoint(regime, arch, num_frames, data) if plain else None
     imagenet = data / IMAGENET_WEIGHTS
     if release: kw.update(pretrained=release['path'], epochs=release['epochs'])
     elif kw.get('backbone', 'resnet50') == 'resnet50' and imagenet.is_file(): kw['pretrained'] = str(imagenet.resolve())
     cfg = get_recipe(f'tsm_{regime}', arch=arch, num_frames=num_frames, root=str((data / regime).resolve()), seed=seed,
-                     progress=False, out_dir=str(out_dir), **kw)
+                     out_dir=str(out_dir), **kw)
     return dataclasses.replace(cfg, eval_every=cfg.epochs)
 
 def release_of(cfg:TrainConfig)->dict|None: # the `OFFICIAL_CHECKPOINTS` entry; None: a baseline to train
