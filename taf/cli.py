@@ -221,6 +221,8 @@ def _reproduce_parser(sub):
                    help="timed steps per model of the plan's probe (default: the profile's, 20 for paper)")
     r.add_argument('--probe-batch', type=_positive, default=None,
                    help="clips per step of the plan's probe (default: the profile's, 8 for paper)")
+    r.add_argument('--probe-warmup', type=int, default=None,
+                   help="untimed steps per model before the probe's timed ones (default: the profile's, 3 for paper)")
 
 def _data_parser(sub):
     d = sub.add_parser('data', help='check a dataset root before training on it',
@@ -330,7 +332,8 @@ def _reproduce(ns:argparse.Namespace)->int: # exit status
         if (e.name or 'taf').split('.')[0] == 'taf': raise            # a bug, not a missing extra
         print(_NEEDS_NOTEBOOKS, file=sys.stderr)
         return 1
-    probe = {k: v for k, v in (('steps', ns.probe_steps), ('batch', ns.probe_batch)) if v is not None}
+    probe = {k: v for k, v in (('steps', ns.probe_steps), ('batch', ns.probe_batch), ('warmup', ns.probe_warmup))
+             if v is not None}
     try: reproduce(ns.profile, ns.only, ns.force, ns.root, log=ns.log, jobs=ns.jobs,
                    data_check=not ns.skip_data_check, dry_run=ns.dry_run, probe=probe or None,
                    gpus_per_run=ns.gpus_per_run)

@@ -233,6 +233,9 @@ def _plan(profile:str, only, extra:dict|None, nbs:Path, figures:Path, runs:Path,
             if 'workers' in known: p.setdefault('workers', 1)
             elif 'study_kw' in known: p['study_kw'] = {'workers': 1, **p.get('study_kw', {})}
         if data is not None and 'data_dir' in known: p.setdefault('data_dir', str(data))
+        recipe = get_profile(profile).select(e.name).get('recipe')
+        if data is not None and 'root' in known and recipe not in (None, 'synthetic'):   # taf_vs_control's dataset
+            p.setdefault('root', str(data / get_recipe(recipe).dataset))
         if gpus_per_run and 'study_kw' in known: p['study_kw'] = {'gpus_per_run': gpus_per_run, **p.get('study_kw', {})}
         check_parameters(nbs / f'{e.name}.ipynb', p)
     return plans
