@@ -141,27 +141,31 @@ def test_plan_and_dry_run(tmp_path, data, capsys):
     (repo / 'nbs').symlink_to(ROOT / 'nbs')
     shutil.copytree(data, repo / 'data')
     kw = {'study_kw': {'workers': 1, 'sizes': SIZES, 'tolerance': 100}}
-    out = reproduce('paper', only=['table2b', 'table7', 'sensitivity'], root=repo, dry_run=True, data_expect=EXPECT,
-                    extra={'table2b': {**kw, 'select': {'seeds': [0]}}, 'table7': {**kw, 'select': {'seeds': [0, 1]}},
+    tvc = {'seeds': [0], 'baseline_epochs': 1, 'finetune_epochs': 1, 'overrides': {**SIZES['config'], 'epochs': 1}}
+    out = reproduce('paper', only=['taf_vs_control', 'table2b', 'table7', 'sensitivity'], root=repo, dry_run=True,
+                    data_expect=EXPECT, extra={'table2b': {**kw, 'select': {'seeds': [0]}}, 'taf_vs_control': tvc,
+                                               'table7': {**kw, 'select': {'seeds': [0, 1]}},
                            'table1': {**kw, 'select': {'archs': ['tsm'], 'frames': [8], 'seeds': [0, 1]}}},
                     probe=dict(batch=2, steps=1, warmup=0))      # table7 pulls in table1, whose runs it measures
     text = capsys.readouterr().out
     assert out == {} and '[taf reproduce] skipped sensitivity (profile paper): synthetic only' in text
     plan = pd.read_csv(repo / 'figures' / 'paper' / 'plan.csv')
     # table2b: the imported SSV1 baseline, its control, TAF (alpha 0.7) and 3 other alphas; table1: 3 datasets x
-    # 2 seeds x (baseline, control, TAF), of which seed 0 on SSV1 is table2b's; table7: table1's Diving48 runs
-    assert len(plan) == 6 + 18 - 3 and plan.run.is_unique
-    assert sorted(plan.status.value_counts().items()) == [('import', 2), ('train', 19)]
+    # 2 seeds x (baseline, control, TAF), of which seed 0 on SSV1 is table2b's; table7: table1's Diving48 runs;
+    # taf_vs_control: its own baseline (TSM's recipe from scratch: no ImageNet file here), control and TAF
+    assert len(plan) == 3 + 6 + 18 - 3 and plan.run.is_unique
+    assert sorted(plan.status.value_counts().items()) == [('import', 2), ('train', 22)]
     shared = plan[plan.artefacts.str.contains(',')]
     assert sorted(shared.artefacts.value_counts().items()) == [('table1, table7', 6), ('table2b, table1', 3)]
     assert set(plan[plan.artefacts == 'table2b'].dataset) == {'ssv1'} and set(shared[shared.artefacts == 'table1, table7']
                                                                              .dataset) == {'diving48'}
     assert (plan[plan.status == 'train'].hours > 0).all() and (plan[plan.status == 'import'].hours == 0).all()
     assert (plan.clips == 16).all() and set(plan.epochs) == {45, 1}
+    assert set(plan[plan.artefacts == 'taf_vs_control'].id) == {'seed0/baseline', 'seed0/control', 'seed0/taf'}
     md = (repo / 'figures' / 'paper' / 'plan.md').read_text()
-    assert md in text and '21 runs (each counted once' in md and '2 released checkpoints to import, 4 baselines and 15' in md
-    assert '| `table2b` | 6 | 0 | 1 | 0 | 5 | 0 |' in md and '| `table1` | 18 | 3 | 1 | 4 | 10 | 0 |' in md
-    assert '| `table7` | 6 | 6 | 0 | 0 | 0 | 0 | 0 |' in md and md.count('\n| `') == 3 + 21 and '## Probe' in md
+    assert md in text and '24 runs (each counted once' in md and '2 released checkpoints to import, 5 baselines and 17' in md
+    assert '| `taf_vs_control` | 3 | 0 | 0 | 1 | 2 | 0 |' in md and '| `table2b` | 6 | 0 | 1 | 0 | 5 | 0 |' in md and '| `table1` | 18 | 3 | 1 | 4 | 10 | 0 |' in md
+    assert '| `table7` | 6 | 6 | 0 | 0 | 0 | 0 | 0 |' in md and md.count('\n| `') == 4 + 24 and '## Probe' in md
     assert not list((repo / 'runs').rglob('*.pt')) and not (repo / 'figures' / 'paper' / 'REPORT.md').exists()
 
 
