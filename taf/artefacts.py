@@ -349,7 +349,11 @@ class Ablation:
         self.regimes, self.seeds, self.train_missing = sel['regimes'], sel['seeds'], s['train_missing']
         self.runs, self.figs, self.store = study_paths(profile, runs_dir, out_dir, s['store'])
         self.settings, self.size = {**s, 'store': self.store}, study_sizes(profile, s['sizes'], data_dir)
-        self.workers, self.reselect, self.recipes, self.reselection = s['workers'], sel.get('reselect', False), {}, None
+        self.workers, self.recipes, self.reselection = s['workers'], {}, None
+        if sel.get('reselect', False) and self.settings['plan'] is None:   # plan mode: the default recipes' runs only
+            # trains the regimes' baselines (and the grid's, for flagged regimes)
+            self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, self.size,
+                                                      self.workers, self.device, self.train_missing)
         self.study = self.build()
 
     def build(self)->Study: # the study of the levels, from each regime's chosen recipe
@@ -359,12 +363,8 @@ class Ablation:
 # %% ../nbs/21_artefacts.ipynb #800fea71
 @patch
 def run(self:Ablation)->float: # wall time (s)
-    "Re-select collapsed regimes' recipes if the profile asks, then train and measure what the store lacks."
+    "Train and measure what the store lacks (with `train_missing` False: only report what it holds)."
     t0 = time.perf_counter()
-    if self.reselect and self.settings['plan'] is None:         # plan mode: the default recipes' runs only
-        self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, self.profile,
-                                                  self.workers, self.device, self.train_missing)
-        self.study = self.build()
     print(f"profile={self.profile} regimes={self.regimes} seeds={self.seeds}: {len(self.study.bases)} baselines, "
           f"{len(self.study.jobs)} fine-tunings" + (f"; re-selected recipes {self.recipes}" if self.recipes else ''))
     self.study.run(self.train_missing)

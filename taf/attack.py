@@ -113,7 +113,8 @@ def temporal_attack(model:nn.Module,     # video model with `cam_layer` and `fra
     n = T if n_nonkey is None else n_nonkey
     if not 1 <= n <= T: raise ValueError(f"temporal_attack: n_nonkey={n_nonkey}, expected 1 <= N <= T={T} or None")
     def objective(logits, feats, attacked):
-        cam = cams_from_forward(logits, feats, target, create_graph=True, mode=mode, grad_of=grad_of)
+        cam = cams_from_forward(logits, feats, target, create_graph=True, mode=mode, grad_of=grad_of,
+                                num_frames=T)   # per-frame CAMs (interpolated if the CAM layer has T' < T)
         return (cam_loss(cam, n) * attacked).sum()
     return _pgd(model, x, objective, eps, step_size, steps, attacked, forward)
 

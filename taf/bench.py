@@ -35,6 +35,9 @@ class BenchConfig:
     archs:tuple=('tsm', 'tam', 'gst', 'tpn') # models of Table 1
     backbones:tuple=('resnet18', 'resnet50') # ResNet depths
     frames:tuple=(8, 16)         # T, frames per clip
+    tv_archs:tuple=('r2plus1d_18', 'swin3d_t') # torchvision's models (`taf.models.TORCHVISION_ARCHS`), full width
+    tv_frames:tuple=(16,)        # their T (R(2+1)D keeps T/8 time steps: 16 frames leave 2)
+    tv_size:int=32               # their frame side in pixels
     batch:int=2                  # clips per step
     size:int=64                  # training-step frame side in pixels
     width_r18:int=16             # channels of stage 1, resnet18
@@ -59,6 +62,12 @@ class BenchConfig:
     seed:int=0                   # models and clips
 
     def width(self, backbone:str)->int: return self.width_r18 if backbone == 'resnet18' else self.width_r50
+
+    def grid(self)->list: # (arch, backbone, T) of every model row; torchvision's models have backbone 'torchvision'
+        return [*itertools.product(self.archs, self.backbones, self.frames),
+                *((a, 'torchvision', T) for a in self.tv_archs for T in self.tv_frames)]
+
+    def frame_size(self, backbone:str)->int: return self.tv_size if backbone == 'torchvision' else self.size
 
 # %% ../nbs/17_bench.ipynb #b8c8b463
 def bench_config(profile:str, # a profile of `taf.profiles` with bench settings: 'smoke', 'quick' or 'full'
@@ -205,7 +214,8 @@ def build_models(arch:str, backbone:str, T:int, # model, backbone, frames
     base = create_model(arch, cfg.num_classes, T, backbone, width=cfg.width(backbone)).to(device).train()
     dual = convert_dual_bn(copy.deepcopy(base)).train()
     g = torch.Generator().manual_seed(cfg.seed)
-    x = torch.rand(cfg.batch, T, 3, cfg.size, cfg.size, generator=g).to(device)
+    s = cfg.frame_size(backbone)
+    x = torch.rand(cfg.batch, T, 3, s, s, generator=g).to(device)
     y = torch.randint(0, cfg.num_classes, (cfg.batch,), generator=g).to(device)
     return base, dual, x, y
 
@@ -318,7 +328,7 @@ def bench(cfg:BenchConfig|str='quick', # settings or a profile name (`bench_conf
     dev = get_device(device)
     t0, load0 = time.perf_counter(), machine_info(dev)['load']
     frames = []
-    for arch, backbone, T in itertools.product(cfg.archs, cfg.backbones, cfg.frames):
+    for arch, backbone, T in cfg.grid():
         df = bench_model(arch, backbone, T, cfg, dev)
         frames.append(df)
         if verbose:
@@ -331,9 +341,9 @@ def bench(cfg:BenchConfig|str='quick', # settings or a profile name (`bench_conf
     out.attrs.update(config=asdict(cfg), machine={**machine_info(dev), 'load_start': load0},
                      seconds=time.perf_counter() - t0)
     if cfg.profile_top:
-        a, b = cfg.archs[0], cfg.backbones[0]
-        out.attrs['profile'] = dict(model=f"{a}-{b} T={cfg.frames[0]}", ops=profile_step(
-            a, b, cfg.frames[0], cfg, dev, top=cfg.profile_top).to_dict('records'))
+        a, b, T = cfg.grid()[0]
+        out.attrs['profile'] = dict(model=f"{a}-{b} T={T}", ops=profile_step(
+            a, b, T, cfg, dev, top=cfg.profile_top).to_dict('records'))
     return out
 
 # %% ../nbs/17_bench.ipynb #63ad39ff
@@ -402,6 +412,8 @@ def report_markdown(df:pd.DataFrame)->str: # the text of bench.md
            f"Settings: batch {cfg['batch']}, {cfg['size']} px, width {cfg['width_r18']} (resnet18) / "
            f"{cfg['width_r50']} (resnet50), {cfg['num_classes']} classes; {cfg['warmup']} warm-up + {cfg['reps']} "
            f"timed repetitions ({cfg.get('focus_reps', cfg['reps'])} for {', '.join(cfg.get('focus', ()))}), "
+           + (f"torchvision's {', '.join(cfg['tv_archs'])} at full width, {cfg['tv_size']} px, T = "
+              f"{', '.join(map(str, cfg['tv_frames']))}; " if cfg.get('tv_archs') else '') +
            "alternating; median and inter-quartile range. Absolute times hold for this machine "
            "only; the ratios are the result. Eval rows are relative to the baseline's eval forward; `vs floor` = "
            "the step / the sum of its unavoidable parts timed alone (below); peak memory = the step's peak "

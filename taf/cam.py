@@ -4,15 +4,16 @@
 
 # %% ../nbs/05_cam.ipynb #3695aa08
 from __future__ import annotations
-import weakref
+import functools, weakref
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from .models import CamSpec, cam_frames
 
 # %% auto #0
-__all__ = ['temporal_cam', 'normalize_cam', 'nonkey_frames', 'cam_loss', 'forward_features', 'cams_from_forward', 'frame_cams',
-           'upsample_cam', 'frame_mass', 'temporal_entropy']
+__all__ = ['temporal_cam', 'normalize_cam', 'nonkey_frames', 'cam_loss', 'forward_features', 'temporal_interpolate',
+           'cams_from_forward', 'frame_cams', 'attach', 'upsample_cam', 'frame_mass', 'temporal_entropy']
 
 # %% ../nbs/05_cam.ipynb #fb8724f8
 def temporal_cam(feats:Tensor, # per-frame CAM features A, [B, T, C, h, w]
@@ -57,20 +58,22 @@ def cam_loss(cam:Tensor, # normalised CAMs, [B, T, h, w]
     return cam.mean(dim=(2, 3)).gather(1, idx).mean(dim=1)
 
 # %% ../nbs/05_cam.ipynb #eebae41a
-_FRAME_INDEX = weakref.WeakKeyDictionary()    # model -> {(shape, device): inverse index map, or None (identity)}
+_FRAME_INDEX = weakref.WeakKeyDictionary()    # model -> {(shape, device[, frames' shape]): index map, or None}
 
-def _frame_index(model, o)->Tensor|None: # flat inverse of `frames_from_cam`'s rearrangement; None: a plain reshape
-    "Where each value of `frames_from_cam(o)` sits in `o` (cached per model, shape and device)."
+def _frame_index(model, o, feats)->Tensor|None: # inverse of a rearrangement, positions of a selection; None: reshape
+    "Where each value of `frames_from_cam(o)` (= `feats`) sits in `o` (cached per model, shape and device)."
     cache = _FRAME_INDEX.setdefault(model, {})
-    key = (tuple(o.shape), o.device)
+    key = (tuple(o.shape), o.device) + ((tuple(feats.shape),) if o.dim() == 3 else ())   # tokens: the grid too
     if key not in cache:
         n = o.numel()
         idx = model.frames_from_cam(torch.arange(n, device=o.device).view(o.shape))
-        if idx.dim() != 5 or idx.numel() != n:
-            raise ValueError(f"forward_features: {type(model).__name__}.frames_from_cam mapped {tuple(o.shape)} to "
-                             f"{tuple(idx.shape)}; expected a rearrangement into [B, T, C, h, w]")
         flat = idx.reshape(-1)
-        if torch.equal(flat, torch.arange(n, device=o.device)): cache[key] = None
+        if idx.dim() != 5 or idx.numel() > n or (idx.numel() < n and flat.unique().numel() < flat.numel()):
+            raise ValueError(f"forward_features: {type(model).__name__}.frames_from_cam mapped {tuple(o.shape)} to "
+                             f"{tuple(idx.shape)}; expected a rearrangement (or a selection, e.g. without a class "
+                             "token) into [B, T, C, h, w]")
+        if idx.numel() < n: cache[key] = flat                                   # a selection: positions in o
+        elif torch.equal(flat, torch.arange(n, device=o.device)): cache[key] = None
         else:
             inv = torch.empty_like(flat)
             inv[flat] = torch.arange(n, device=o.device)
@@ -79,13 +82,16 @@ def _frame_index(model, o)->Tensor|None: # flat inverse of `frames_from_cam`'s r
 
 def _frames_on_graph(model, o):
     "`model.frames_from_cam(o)`, plus `o` rebuilt from it, so that the model's later layers consume the frames."
-    feats, inv = model.frames_from_cam(o), _frame_index(model, o)
-    return feats, (feats.reshape(o.shape) if inv is None else feats.reshape(-1)[inv].view(o.shape))
+    feats = model.frames_from_cam(o)
+    idx = _frame_index(model, o, feats)
+    if idx is None: return feats, feats.reshape(o.shape)
+    if idx.numel() == o.numel(): return feats, feats.reshape(-1)[idx].view(o.shape)
+    return feats, o.reshape(-1).scatter(0, idx, feats.reshape(-1)).view(o.shape)   # the unselected values of o
 
 def forward_features(model:nn.Module, # has `cam_layer` and `frames_from_cam` (the `taf.models` contract)
                      x:Tensor,        # clips, [B, T, C, H, W] in [0, 1]
                      return_aux:bool=False, # also return the model's auxiliary logits: `model(x, return_aux=True)`
-                    )->tuple:         # (logits [B, K], per-frame features [B, T, C, h, w] on the graph[, aux_logits])
+                    )->tuple:         # (logits [B, K], per-step features [B, T', C, h, w] on the graph[, aux_logits])
     "One forward of `model` on `x`, returning the logits and `model.cam_layer`'s output as per-frame maps."
     for a in ('cam_layer', 'frames_from_cam'):
         if not hasattr(model, a):
@@ -101,14 +107,26 @@ def forward_features(model:nn.Module, # has `cam_layer` and `frames_from_cam` (t
     if not out: raise RuntimeError(f"forward_features: {type(model).__name__}.cam_layer was not called in forward")
     return (res[0], out[-1], res[1]) if return_aux else (res, out[-1])
 
+# %% ../nbs/05_cam.ipynb #bc31f880
+def temporal_interpolate(cam:Tensor,     # CAMs at the feature map's time steps, [B, T', h, w]
+                         num_frames:int, # T, frames of the clip
+                        )->Tensor:       # CAMs of the T frames, [B, T, h, w] (`cam` itself when T' = T)
+    "Linear interpolation in time of per-step CAMs to per-frame CAMs (window centres, `align_corners=False`)."
+    B, Tp, h, w = cam.shape
+    if Tp == num_frames: return cam
+    c = F.interpolate(cam.permute(0, 2, 3, 1).reshape(B * h * w, 1, Tp), size=num_frames, mode='linear',
+                      align_corners=False)
+    return c.view(B, h, w, num_frames).permute(0, 3, 1, 2)
+
 # %% ../nbs/05_cam.ipynb #32a13e3d
 def cams_from_forward(logits:Tensor,  # logits of a forward, [B, K]
-                      feats:Tensor,   # per-frame features of the same forward, [B, T, C, h, w]
+                      feats:Tensor,   # per-step features of the same forward, [B, T', C, h, w]
                       target:Tensor,  # class y_hat whose CAM is computed, LongTensor [B]
                       create_graph:bool=False, # keep the CAM differentiable (double backprop)
                       mode:str|None='max', # normalisation of eq. 3, see `normalize_cam`; None: the raw CAM of eq. 2
                       grad_of:str='ce',   # 'ce': gradient of L_ce (eq. 2); 'logp': of log p_yhat (Grad-CAM's sign)
-                     )->Tensor:       # normalised CAMs, [B, T, h, w]
+                      num_frames:int|None=None, # T: interpolate the CAM from T' steps to T frames before eq. 3
+                     )->Tensor:       # normalised CAMs, [B, T, h, w] ([B, T', h, w] without `num_frames`)
     "Eq. 2-3 on an existing forward: CAM of every frame for class `target`, normalised per clip."
     if grad_of not in ('ce', 'logp'):
         raise ValueError(f"cams_from_forward: grad_of={grad_of!r}, expected 'ce' or 'logp'")
@@ -117,6 +135,7 @@ def cams_from_forward(logits:Tensor,  # logits of a forward, [B, K]
     if grad_of == 'logp': loss = -loss
     grads, = torch.autograd.grad(loss, feats, create_graph=create_graph, retain_graph=True)
     cam = temporal_cam(up(feats), up(grads))
+    if num_frames is not None: cam = temporal_interpolate(cam, num_frames)
     return cam if mode is None else normalize_cam(cam, mode)
 
 # %% ../nbs/05_cam.ipynb #b10a5a6c
@@ -127,11 +146,41 @@ def frame_cams(model:nn.Module,       # has `cam_layer` and `frames_from_cam`
                mode:str|None='max',   # normalisation of eq. 3, see `normalize_cam`; None: the raw CAM of eq. 2
                grad_of:str='ce',      # 'ce' (eq. 2) or 'logp' (Grad-CAM's sign), see `cams_from_forward`
               )->Tensor:              # normalised CAMs, [B, T, h, w] (detached unless `create_graph`)
-    "Run `model` on `x` (in its current mode) and return eq. 3's normalised temporal CAM for `target`."
+    "Run `model` on `x` (in its current mode) and return eq. 3's normalised temporal CAM of every frame for `target`."
     with torch.enable_grad():
         if not x.requires_grad: x = x.detach().requires_grad_(True)
-        cam = cams_from_forward(*forward_features(model, x), target, create_graph, mode, grad_of)
+        cam = cams_from_forward(*forward_features(model, x), target, create_graph, mode, grad_of, x.shape[1])
     return cam if create_graph else cam.detach()
+
+# %% ../nbs/05_cam.ipynb #f46d98f7
+def attach(model:nn.Module,         # a video model: clips [B, T, C, H, W] -> logits [B, K]
+           layer:str,               # dotted name of the CAM layer (`model.get_submodule(layer)`), e.g. 'net.layer3'
+           layout:str='cthw',       # its output: 'frames', 'cthw', 'thwc' or 'tokens' (`taf.models.CAM_LAYOUTS`)
+           grid=None,               # 'tokens': (T', h, w), or fn(model) -> (T', h, w) (e.g. `taf.models.mvit_grid`)
+           cls_tokens:int=0,        # 'tokens': leading tokens outside the grid (a class token: 1)
+           token_order:str='thw',   # 'tokens': 'thw' time-major (MViT) or 'hwt' patch-major (mmaction2's TimeSformer)
+           num_frames:int|None=None, # 'frames': T (default: `model.num_frames`)
+          )->nn.Module:             # `model`, with `cam_spec`, `cam_layer` and `frames_from_cam`
+    "Give any model the CAM contract of `taf.models`: `cam_layer` = the module `layer`, `frames_from_cam` its layout."
+    try: module = model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        raise ValueError(f"attach: {type(model).__name__} has no module {layer!r}; its modules include "
+                         f"{names[:8]}{' ...' if len(names) > 8 else ''}") from None
+    spec = CamSpec(layer, layout, grid, cls_tokens, token_order, num_frames)
+    if layout == 'frames' and num_frames is None and not hasattr(model, 'num_frames'):
+        raise ValueError(f"attach: layout 'frames' needs num_frames (T); {type(model).__name__} has no num_frames")
+    prop = isinstance(getattr(type(model), 'cam_layer', None), property)
+    if not prop and model._modules.get('cam_layer', module) is not module:
+        raise ValueError(f"attach: {type(model).__name__} has a submodule called `cam_layer` that its forward may use; "
+                         f"attach {layer!r} would hide it")
+    model.cam_spec = spec
+    model.frames_from_cam = functools.partial(cam_frames, spec=spec, model=model)
+    if not prop and 'cam_layer' not in model._modules: object.__setattr__(model, 'cam_layer', module)
+    if model.cam_layer is not module:
+        raise TypeError(f"attach: {type(model).__name__}.cam_layer is a property that ignores `cam_spec`")
+    _FRAME_INDEX.pop(model, None)              # index maps of a previous attachment
+    return model
 
 # %% ../nbs/05_cam.ipynb #0d483d92
 def upsample_cam(cam:Tensor, # CAMs, [B, T, h, w]

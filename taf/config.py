@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .repro import get_device
 from .datasets import DATASET_NAMES
-from .models import ARCHS
+from .models import ARCHS, TORCHVISION_ARCHS
 from .methods import AdvSettings, check_adv, get_method, method_names
 from .checkpoint import load_checkpoint
 
@@ -29,10 +29,10 @@ class TrainConfig(AdvSettings):
     synthetic:dict=field(default_factory=dict) # taf.synthetic dataset arguments, e.g. {"preset": "default"}
     workers:int=4                # DataLoader worker processes
     # -- model
-    arch:str='tsm'               # 'tsm', 'tam', 'gst' or 'tpn'
-    backbone:str='resnet50'      # ResNet depth of the backbone
-    width:int=64                 # channels of the first ResNet stage (64 = standard)
-    pretrained:str|None=None     # local file with ImageNet weights for the backbone
+    arch:str='tsm'               # 'tsm', 'tam', 'gst', 'tpn' or a torchvision model (taf.models.TORCHVISION_ARCHS)
+    backbone:str='resnet50'      # ResNet depth of the backbone (the four bundled models; ignored for torchvision's)
+    width:int=64                 # channels of the first ResNet stage (64 = standard; ignored for torchvision's models)
+    pretrained:str|None=None     # local file with ImageNet weights for the backbone (torchvision's: Kinetics)
     dropout:float=0.5            # dropout before the classifier (TSM: 0.5)
     # -- optimisation
     epochs:int=50                # epochs (TSM SSV1: 50; fine-tuning: 15)
@@ -70,7 +70,7 @@ def _bad(field, value, expected): return ValueError(f"TrainConfig.{field}={value
 
 def _check_data(c:TrainConfig, check_root:bool):
     if c.dataset not in DATASET_NAMES: raise _bad('dataset', c.dataset, f"one of {DATASET_NAMES}")
-    if c.arch not in ARCHS: raise _bad('arch', c.arch, f"one of {ARCHS}")
+    if c.arch not in ARCHS + TORCHVISION_ARCHS: raise _bad('arch', c.arch, f"one of {ARCHS + TORCHVISION_ARCHS}")
     if c.num_frames < 1: raise _bad('num_frames', c.num_frames, ">= 1")
     for k in ('num_frames', 'size'):
         v = (c.synthetic or {}).get(k)

@@ -11,8 +11,9 @@ from torch import nn, Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 # %% auto #0
-__all__ = ['DualBatchNorm', 'DualBatchNorm1d', 'DualBatchNorm2d', 'DualBatchNorm3d', 'DualSyncBatchNorm', 'convert_dual_bn',
-           'is_dual', 'dual_bns', 'adversarial_path', 'forward_adv', 'strip_dual_bn', 'load_state_dict_dual']
+__all__ = ['DualBatchNorm', 'DualBatchNorm1d', 'DualBatchNorm2d', 'DualBatchNorm3d', 'DualSyncBatchNorm', 'DualLayerNorm',
+           'convert_dual_bn', 'is_dual', 'dual_bns', 'adversarial_path', 'forward_adv', 'strip_dual_bn',
+           'load_state_dict_dual']
 
 # %% ../nbs/04_dualbn.ipynb #5214161e
 class DualBatchNorm(nn.Module):
@@ -61,24 +62,36 @@ class DualSyncBatchNorm(DualBatchNorm):
     "Dual `nn.SyncBatchNorm`: both members synchronise their batch statistics across processes."
     bn_cls = nn.SyncBatchNorm
 
+# %% ../nbs/04_dualbn.ipynb #0d1678d6
+class DualLayerNorm(DualBatchNorm):
+    "Dual `nn.LayerNorm`: its own affine parameters (gamma, beta) on the adversarial path; nothing else to separate."
+    bn_cls = nn.LayerNorm
+    @property
+    def normalized_shape(self)->tuple: return self.main.normalized_shape
+    @property
+    def num_features(self)->int: return self.main.normalized_shape[-1]   # channels, the last dimension
+
 # %% ../nbs/04_dualbn.ipynb #1886b734
-def _dual_class(bn:_BatchNorm)->type:
+def _dual_class(bn:_BatchNorm|nn.LayerNorm)->type:
     "The `DualBatchNorm` subclass for `bn`'s type (subclasses of the torch BNs are matched by `isinstance`)."
     if getattr(bn, 'has_uninitialized_params', lambda: False)():
         raise ValueError(f"convert_dual_bn: {bn!r} is a lazy BN with uninitialised parameters "
                          "(run one forward pass before converting)")
-    for c in (DualSyncBatchNorm, DualBatchNorm3d, DualBatchNorm2d, DualBatchNorm1d):
+    for c in (DualSyncBatchNorm, DualBatchNorm3d, DualBatchNorm2d, DualBatchNorm1d, DualLayerNorm):
         if isinstance(bn, c.bn_cls): return c
     return DualBatchNorm
 
 # %% ../nbs/04_dualbn.ipynb #1d4e4e7b
 def convert_dual_bn(model:nn.Module, # any model; converted in place
-                   )->nn.Module: # the same model (a new module only if `model` itself is a BN)
-    "Replace every BatchNorm1d/2d/3d and SyncBatchNorm in `model` by a dual BN whose `aux` copies `main`."
+                    layer_norm:bool=True, # also give every affine LayerNorm an adversarial twin (`DualLayerNorm`)
+                   )->nn.Module: # the same model (a new module only if `model` itself is a norm)
+    "Replace every BatchNorm1d/2d/3d, SyncBatchNorm (and affine LayerNorm) by a dual norm whose `aux` copies `main`."
     memo = {}
+    def _dual(m): return isinstance(m, _BatchNorm) or (layer_norm and isinstance(m, nn.LayerNorm)
+                                                       and m.elementwise_affine)
     def _convert(m):
         if isinstance(m, DualBatchNorm): return m
-        if isinstance(m, _BatchNorm):
+        if _dual(m):
             if id(m) not in memo: memo[id(m)] = _dual_class(m).from_bn(m)
             return memo[id(m)]
         for name, child in list(m._modules.items()):
@@ -130,10 +143,10 @@ def strip_dual_bn(model:nn.Module, # a dual (or plain) model; changed in place
 
 # %% ../nbs/04_dualbn.ipynb #386ff34f
 def _bn_state_names(model):
-    "(dual BN module names, plain BN module names) of `model`."
+    "(dual norm module names, plain BN / LayerNorm module names) of `model`."
     inner = {id(b) for d in dual_bns(model) for b in (d.main, d.aux)}
     dual = {n for n, m in model.named_modules() if isinstance(m, DualBatchNorm)}
-    plain = {n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and id(m) not in inner}
+    plain = {n for n, m in model.named_modules() if isinstance(m, (_BatchNorm, nn.LayerNorm)) and id(m) not in inner}
     return dual, plain
 
 def _join(*parts): return '.'.join(p for p in parts if p)

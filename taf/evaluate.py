@@ -221,7 +221,7 @@ def clip_cams(model:nn.Module,       # has `cam_layer` and `frames_from_cam`
             x = x.detach().requires_grad_(True)
             logits, feats = forward_features(model, x)
             if target is None: target = logits.argmax(1)
-            cam = cams_from_forward(logits, feats, target, mode=None, grad_of='logp')
+            cam = cams_from_forward(logits, feats, target, mode=None, grad_of='logp', num_frames=x.shape[1])
     finally: model.train(was_training)
     return cam.detach().float(), logits.detach().float()
 

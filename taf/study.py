@@ -29,8 +29,8 @@ __all__ = ['REGIMES', 'WEAK_RECIPE', 'PAPER_REGIMES', 'MODEL_RECIPES', 'IMAGENET
            'RESELECT_GRID', 'study_sizes', 'official_checkpoint', 'regime_baseline', 'regime_finetune',
            'paper_baseline', 'release_of', 'Evaluator', 'measure_baseline', 'measure_finetune', 'FineTuning', 'Study',
            'device_label', 'run_device', 'train_run', 'import_release', 'PlanDone', 'plan_row', 'write_plan',
-           'trained_on', 'ablation', 'choose_recipe', 'reselect', 'cell_baseline', 'model_grid', 'corruption_measure',
-           'level_diff']
+           'trained_on', 'ablation_baselines', 'ablation', 'choose_recipe', 'reselect', 'cell_baseline', 'model_grid',
+           'corruption_measure', 'level_diff']
 
 # %% ../nbs/19_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -420,6 +420,23 @@ def trained_on(study:Study)->str: # e.g. 'cpu, torch 2.14.1 (18 runs); cuda: NVI
     return '; '.join(f"{d} ({c} run{'s' * (c > 1)})" for d, c in n.items()) or 'nothing measured yet'
 
 # %% ../nbs/19_study.ipynb #72cb2916
+def ablation_baselines(study:Study, regimes:list, seeds:list, # what to register
+                       runs:str|Path,      # runs folder of the study
+                       size:str='full',    # a profile name (`taf.profiles`)
+                       variant:str='tuned', # the baselines' name (ids `(regime, seed, variant)`, run folders)
+                       recipes:dict|None=None, # regime -> (name, `TrainConfig` overrides): a re-selected recipe
+                       **base_kw,          # `TrainConfig` overrides of the baselines, e.g. `pretrained=...`
+                      )->dict:             # id -> (baseline config, its folder)
+    "Register the baseline of every regime and seed (folder `runs/regime/seed<s>/variant[-recipe]`), nothing else."
+    out = {}
+    for r in regimes:
+        tag, kw_r = (recipes or {}).get(r, ('', {}))
+        for s in seeds:
+            folder, bid = Path(runs) / r / f'seed{s}' / (f'{variant}-{tag}' if tag else variant), (r, s, variant)
+            cfg = regime_baseline(r, s, folder / 'baseline', size, **base_kw, **kw_r)
+            out[bid] = study.add_baseline(bid, cfg), folder
+    return out
+
 def ablation(study:Study, regimes:list, seeds:list, # what to run
              levels:dict,       # name -> settings, e.g. {'0.5': {'alpha': 0.5}, 'MixUp': {'method': 'augment:mixup'}}
              runs:str|Path,     # runs folder of the study
@@ -429,19 +446,16 @@ def ablation(study:Study, regimes:list, seeds:list, # what to run
              **base_kw,         # `TrainConfig` overrides of the baselines, e.g. `pretrained=...` (a variant's)
             )->Study:
     "Per regime and seed: the baseline, its control and one fine-tuning per level (TAF unless it names a `method`)."
-    for r in regimes:
-        tag, kw_r = (recipes or {}).get(r, ('', {}))
-        for s in seeds:
-            folder, bid = Path(runs) / r / f'seed{s}' / (f'{variant}-{tag}' if tag else variant), (r, s, variant)
-            b = study.add_baseline(bid, regime_baseline(r, s, folder / 'baseline', size, **base_kw, **kw_r))
-            study.add_finetune(bid, regime_finetune(b, 'control', size=size),
-                               regime=r, seed=s, level='control', method='control')
-            for name, kw in levels.items():
-                kw = dict(kw)
-                m = kw.pop('method', 'taf')
-                tag = '_'.join(f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in sorted(kw.items()))
-                study.add_finetune(bid, regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
-                                   ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
+    for (r, s, _), (b, folder) in ablation_baselines(study, regimes, seeds, runs, size, variant, recipes,
+                                                     **base_kw).items():
+        study.add_finetune((r, s, variant), regime_finetune(b, 'control', size=size),
+                           regime=r, seed=s, level='control', method='control')
+        for name, kw in levels.items():
+            kw = dict(kw)
+            m = kw.pop('method', 'taf')
+            tag = '_'.join(f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in sorted(kw.items()))
+            study.add_finetune((r, s, variant), regime_finetune(b, m, folder / f"{m}_{tag or 'paper'}".replace(
+                               ':', '-'), size=size, **kw), regime=r, seed=s, level=name, method=m)
     return study
 
 # %% ../nbs/19_study.ipynb #b30e6547
@@ -464,15 +478,15 @@ def reselect(store:ResultStore|str|Path, # the study's store
             )->tuple:                    # (regime -> (name, overrides) of re-selected regimes, candidates DataFrame)
     "Rule 6 on each regime's baselines; for flagged regimes, the grid's baselines and `choose_recipe` on val."
     default = Study(store, workers, device)
-    ablation(default, regimes, seeds, {}, runs, size)
+    ablation_baselines(default, regimes, seeds, runs, size)
     default.run(train_missing)
     bd, flagged = default.baselines(), []
     for r in regimes:
         d = bd[bd.regime == r] if len(bd) else bd
         if len(d) == len(seeds) and collapsed(d.set_index('seed').val, d.chance.iloc[0]): flagged.append(r)
-    grids = {t: ablation(Study(store, workers, device), flagged, seeds, {}, runs, size, recipes={r: (t, kw)
-                                                                                          for r in flagged})
-             for t, kw in grid.items()}
+    grids = {t: Study(store, workers, device) for t in grid}          # baselines only: nothing is fine-tuned here
+    for t, kw in grid.items():
+        ablation_baselines(grids[t], flagged, seeds, runs, size, recipes={r: (t, kw) for r in flagged})
     for g in grids.values(): g.run(train_missing)
     rows = []
     for r in flagged:

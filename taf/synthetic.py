@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_synthetic.ipynb #788ffd21
 from __future__ import annotations
-import dataclasses, functools, json, math, sys, time
+import dataclasses, functools, json, math, re, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ __all__ = ['CLASSES', 'SPLITS', 'PRESETS', 'MOTIONS', 'SHAPES', 'COLOUR_NAMES', 
            'ramp_profile', 'triangle_profile', 'rotate', 'frame_permutation', 'hsv_to_rgb', 'colour_name',
            'sample_appearance', 'sprite_bank', 'cue_colours', 'sample_cue', 'noisy_labels', 'plan_clip', 'render_clips',
            'make_clips', 'split_plan', 'generate', 'cue_labels', 'SyntheticVideos', 'write_ssv1', 'write_video',
-           'write_ssv2', 'write_diving48']
+           'write_ssv2', 'write_diving48', 'folder_class_names', 'write_folder']
 
 # %% ../nbs/01_synthetic.ipynb #b761ecda
 @dataclass(frozen=True)
@@ -732,3 +732,19 @@ def write_diving48(root:str|Path,            # dataset root folder (created if m
         paths.append(_write_json(root / f"Diving48_V2_{'train' if split == 'train' else 'test'}.json", entries))
     paths.append(_write_json(root / 'Diving48_vocab.json', [list(c.vocab) for c in class_specs(cfg)]))
     return _summary('diving48', root, paths, t0)
+
+# %% ../nbs/01_synthetic.ipynb #1f9b9507
+def folder_class_names(cfg:SyntheticConfig|str)->list: # folder name of each class, in class-index order
+    "Class folder names of `write_folder`: index and lower-case name, e.g. '00_pushing_something_from_left_to_right'."
+    return [f"{k:02d}_{re.sub(r'[^a-z0-9]+', '_', c.name.lower()).strip('_')}" for k, c in enumerate(class_specs(cfg))]
+
+def write_folder(root:str|Path,            # dataset root folder (created if missing)
+                 cfg:SyntheticConfig|str='default', # config or preset name
+                )->dict: # summary: format, root, files, bytes, seconds
+    "Write train and val in the folder-per-class layout `root/<split>/<class>/<id>.webm` (VP9), as `VideoFolder` reads."
+    cfg, root, t0 = _as_config(cfg), Path(root), time.perf_counter()
+    names = folder_class_names(cfg)
+    paths = [write_video(root / split / names[l] / f"{vid:05d}.webm", clip, codec='libvpx-vp9', fps=cfg.fps,
+                         bit_rate=None)
+             for split, ids, videos, labels, _ in _splits(cfg) for vid, clip, l in zip(ids, videos, labels)]
+    return _summary('folder', root, paths, t0)

@@ -87,9 +87,10 @@ def build_model(cfg:TrainConfig, num_classes:int)->nn.Module: # on the CPU, in t
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _POLICY = {'weight': (1, 1), 'bias': (2, 0), 'norm': (1, 0)}  # (lr multiplier, weight-decay multiplier)
 
-def _group_of(m:nn.Module, name:str, p:Tensor)->str:
+def _group_of(m:nn.Module, name:str, p:Tensor, head:nn.Module|None=None)->str:
     if isinstance(m, _NORMS): return 'norm'
-    if isinstance(m, nn.Linear): return 'fc_weight' if name == 'weight' else 'fc_bias'
+    if m is head if head is not None else isinstance(m, nn.Linear):
+        return 'fc_weight' if name == 'weight' else 'fc_bias'
     return 'bias' if p.ndim == 1 else 'weight'
 
 def param_groups(model:nn.Module, cfg:TrainConfig)->list: # torch.optim parameter groups
@@ -98,9 +99,10 @@ def param_groups(model:nn.Module, cfg:TrainConfig)->list: # torch.optim paramete
     fc = cfg.pretrained is not None and not cfg.init   # TSM: new classifier on ImageNet weights -> 5x/10x
     spec = {**_POLICY, 'fc_weight': (5 if fc else 1, 1), 'fc_bias': (10 if fc else 2, 0)}
     groups = {k: [] for k in spec}
+    head = model.get_submodule(model.head_name) if hasattr(model, 'head_name') else None
     for m in model.modules():
         for name, p in m.named_parameters(recurse=False):
-            if p.requires_grad: groups[_group_of(m, name, p)].append(p)
+            if p.requires_grad: groups[_group_of(m, name, p, head)].append(p)
     return [{'params': ps, 'name': k, 'lr': cfg.lr * spec[k][0], 'weight_decay': cfg.weight_decay * spec[k][1]}
             for k, ps in groups.items() if ps]
 

@@ -49,3 +49,26 @@ def test_bench_reads_the_profile_registry():
         assert all(getattr(cfg, k) == v for k, v in p.bench.items())
     assert bench_config('quick') == BenchConfig()
     assert not [f for f in (ROOT / 'taf').glob('*.py') if 'unittest' in f.read_text()]
+
+
+def test_bench_rows_for_torchvision_models_at_tiny_size():
+    "`bench` times R(2+1)D-18 and Swin3D-T like the bundled models: every step variant, the floor, memory, report rows."
+    from dataclasses import replace
+    from taf.bench import bench, bench_config, report_markdown
+    cfg = replace(bench_config('smoke'), archs=(), tv_archs=('r2plus1d_18', 'swin3d_t'), tv_frames=(16,), tv_size=16,
+                  reps=1, focus_reps=1, pipeline_formats=(), profile_top=2)
+    df = bench(cfg, 'cpu')
+    steps = df[df.section == 'step']
+    assert set(zip(steps.arch, steps.backbone, steps['T'])) == {('r2plus1d_18', 'torchvision', 16),
+                                                                ('swin3d_t', 'torchvision', 16)}
+    for arch in ('r2plus1d_18', 'swin3d_t'):
+        s = steps[steps.arch == arch].set_index('variant')
+        assert set(s.index) == {'baseline', 'taf_k1', 'taf_k3', 'ce_k1', 'eval_baseline', 'eval_stripped'}
+        assert s.loc['baseline', 'ratio'] == 1.0 and (s.median_ms > 0).all() and (s.mem_ratio > 0).all()
+        assert (s.loc[['taf_k1', 'ce_k1'], 'floor_ratio'] > 0).all()
+        parts = df[(df.section == 'part') & (df.arch == arch)].set_index('variant').median_ms
+        assert abs(s.loc['taf_k1', 'floor_ms'] - parts[['fwd', 'cam_grad', 'adv', 'clean_bwd', 'sgd']].sum()) < 1e-6
+    md = report_markdown(df)
+    assert '| R2PLUS1D_18 | torchvision | 16 | taf_k1 |' in md and '| SWIN3D_T | torchvision | 16 | taf_k1 |' in md
+    assert "torchvision's r2plus1d_18, swin3d_t at full width, 16 px, T = 16" in md
+    assert df.attrs['profile']['model'] == 'r2plus1d_18-torchvision T=16'

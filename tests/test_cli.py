@@ -220,3 +220,30 @@ def test_train_on_a_folder_or_list_dataset(tmp_path, kind):
     if kind == 'list': (root / 'val.txt').write_text('val/left/broken.webm 0\nval/left/0.webm zero\n')
     r = taf('train', *args[:-1], tmp_path / 'run2')
     assert r.returncode != 0 and ('broken.webm' in r.stderr or 'line 2' in r.stderr), r.stderr[-2000:]
+
+
+def test_train_and_finetune_a_torchvision_model(tmp_path):
+    "`taf train --arch r2plus1d_18` on the synthetic benchmark, then `taf finetune --method taf` (eq. 7) from it."
+    cfg = tmp_path / 'run.json'
+    cfg.write_text(json.dumps({**CONFIG, 'arch': 'r2plus1d_18'}))      # backbone/width of CONFIG: ignored
+    r = taf('train', '--config', cfg, '--out_dir', tmp_path / 'base')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert main(['finetune', '--init', str(tmp_path / 'base' / 'last.pt'), '--method', 'taf', '--epochs', '1',
+                 '--n_nonkey', '2', '--out_dir', str(tmp_path / 'taf')]) == 0
+    c = json.loads((tmp_path / 'taf' / 'config.json').read_text())
+    assert (c['arch'], c['method']) == ('r2plus1d_18', 'taf') and (tmp_path / 'taf' / 'last.pt').exists()
+    r = taf('train', '--config', cfg, '--arch', 'r2plus1d_19', '--out_dir', tmp_path / 'bad')
+    assert r.returncode == 2 and 'r2plus1d_19' in r.stderr and 'swin3d_t' in r.stderr, r.stderr
+
+
+def test_train_a_torchvision_model_on_a_folder_dataset(tmp_path):
+    "`taf train --dataset folder --arch swin3d_t`: the synthetic benchmark written as root/<split>/<class>/<id>.webm."
+    from taf.synthetic import get_config, write_folder
+    write_folder(tmp_path / 'data', get_config('small', num_classes=4, num_frames=8, size=32, train_per_class=2,
+                                               val_per_class=1))
+    r = taf('train', '--dataset', 'folder', '--root', tmp_path / 'data', '--arch', 'swin3d_t', '--num_frames', 8,
+            '--size', 32, '--epochs', 1, '--batch_size', 4, '--workers', 0, '--progress', 'false',
+            '--out_dir', tmp_path / 'run')
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert (c['dataset'], c['arch']) == ('folder', 'swin3d_t') and (tmp_path / 'run' / 'last.pt').exists()

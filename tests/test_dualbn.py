@@ -390,3 +390,31 @@ def test_video_models_clean_path(arch):
     assert same_state(stats(dual, 'main'), m0), arch      # the adversarial path leaves the clean stats alone
     dual.eval(); plain = strip_dual_bn(copy.deepcopy(dual))
     assert torch.equal(plain(x), dual(x)) and n_params(plain) == n_params(base), arch
+
+
+# ---- torchvision's video models (taf.models.TorchvisionVideo): BatchNorm3d and LayerNorm ------------------------
+@pytest.mark.parametrize('arch', ['r3d_18', 'r2plus1d_18', 'swin3d_t', 'mvit_v2_s'])
+def test_torchvision_video_models_clean_path(arch):
+    "3D CNNs get DualBatchNorm3d, transformers DualLayerNorm; the clean path stays the plain model bit for bit."
+    from taf.models import create_model
+    from taf.dualbn import DualLayerNorm
+    cnn = arch.endswith('_18')
+    norm, kind = (nn.BatchNorm3d, DualBatchNorm3d) if cnn else (nn.LayerNorm, DualLayerNorm)
+    torch.manual_seed(0)
+    base = create_model(arch, 5, 8)
+    dual = convert_dual_bn(copy.deepcopy(base))
+    n = sum(isinstance(m, norm) for m in base.modules())
+    assert n > 0 and len(dual_bns(dual)) == n and all(type(d) is kind for d in dual_bns(dual))
+    x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    dual.train(); forward_adv(dual, x)                             # the adversarial path moves: its statistics ...
+    with torch.no_grad():
+        for d in dual_bns(dual): d.aux.weight.mul_(1.5); d.aux.bias.add_(.1)   # ... and its affine parameters
+    for train in (True, False):
+        base.train(train); dual.train(train)
+        torch.manual_seed(1); y_base = base(x)                     # same dropout / stochastic-depth draws
+        torch.manual_seed(1); y_dual = dual(x)
+        assert torch.equal(y_dual, y_base), f"{arch} train={train}: clean path differs from the plain model"
+    assert not torch.equal(forward_adv(dual, x), y_base)
+    plain = strip_dual_bn(copy.deepcopy(dual)).eval()
+    assert torch.equal(plain(x), base(x)) and same_state(plain.state_dict(), base.state_dict())
+    if not cnn: assert not is_dual(convert_dual_bn(copy.deepcopy(base), layer_norm=False))   # LayerNorms shared
