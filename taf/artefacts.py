@@ -17,12 +17,12 @@ from .profiles import get_profile
 from .repro import write_run_metadata, get_device
 from .train import build_eval_dataset, load_model
 from .runs import read_manifest
-from .study import Study, ablation, level_diff, reselect, RESELECT_GRID
+from .study import Study, ablation, level_diff, reselect, study_sizes, RESELECT_GRID
 from .stats import claim
 from .report import ablation_table, ablation_markdown, ablation_caption, ablation_plot, markdown_table
 
 # %% auto #0
-__all__ = ['STUDY_DEFAULTS', 'CAM_MODELS', 'LETTERS', 'write_artefact', 'selection', 'study_settings', 'study_paths',
+__all__ = ['STUDY_DEFAULTS', 'CAM_MODELS', 'LETTERS', 'write_artefact', 'selection', 'study_settings', 'new_study', 'study_paths',
            'ManifestRuns', 'eval_split', 'manifest_runs', 'per_class_top1', 'classwise_top1', 'cam_table', 'CamStats',
            'cam_stats', 'CamFigure', 'cam_figure_data', 'rank_clips', 'mass_notes', 'Ablation', 'pair_claims',
            'ablation_artefact']
@@ -69,10 +69,14 @@ def selection(profile:str,           # the notebook's profile
         raise ValueError(f"select: unknown key(s) {bad} for {name}; its selection has {list(sel)}")
     return {**sel, **(select or {})}
 
-STUDY_DEFAULTS = dict(workers=2,            # training processes (1 torch thread each)
+STUDY_DEFAULTS = dict(workers=2,            # training processes (1 torch thread each) on a CPU box
                       device=None,          # where models are measured; None: CUDA if available
                       store=None,           # measurements (ResultStore); None: see `study_paths`
-                      train_missing=True)   # False: only report what the store holds
+                      train_missing=True,   # False: only report what the store holds
+                      gpus_per_run=1,       # on a GPU box: GPUs per run (1: one run per GPU; k: DDP across k)
+                      sizes={},             # overrides of the profile's study sizes (`taf.study.study_sizes`)
+                      tolerance=1.0,        # points a released checkpoint's top-1 may be from its reference
+                      plan=None)            # a file: plan mode, the runs are listed there and nothing trains
 
 def study_settings(study_kw:dict|None=None, # the notebook's `study_kw` parameter
                   )->dict:                  # `STUDY_DEFAULTS` with `study_kw` applied, in that order
@@ -80,6 +84,13 @@ def study_settings(study_kw:dict|None=None, # the notebook's `study_kw` paramete
     if bad := sorted(set(study_kw or {}) - set(STUDY_DEFAULTS)):
         raise ValueError(f"study_kw: unknown key(s) {bad}; expected some of {list(STUDY_DEFAULTS)}")
     return {**STUDY_DEFAULTS, **(study_kw or {})}
+
+def new_study(s:dict, # `study_settings`' result, its `store` resolved (`study_paths`)
+              **kw,   # more `Study` arguments (measurements, `kind`)
+             )->Study:
+    "A `Study` that runs as the notebook's settings say: processes, GPUs per run, plan mode, tolerance."
+    return Study(s['store'], workers=s['workers'], device=s['device'], gpus_per_run=s['gpus_per_run'], plan=s['plan'],
+                 tolerance=s['tolerance'], **kw)
 
 # %% ../nbs/21_artefacts.ipynb #47690a20
 def study_paths(profile:str,             # the notebook's profile
@@ -331,20 +342,23 @@ class Ablation:
                  study_kw:dict|None,  # how the study runs (workers, device, store, train_missing): `study_settings`
                  runs_dir:str|Path,   # the study's runs folder
                  out_dir:str|Path,    # the profile's figures folder
+                 data_dir:str|Path|None=None, # the paper profile's data folder (datasets, released checkpoints)
                 ):
         s, sel = study_settings(study_kw), selection(profile, name, select)
         self.name, self.levels, self.profile, self.device = name, levels, profile, s['device']
         self.regimes, self.seeds, self.train_missing = sel['regimes'], sel['seeds'], s['train_missing']
         self.runs, self.figs, self.store = study_paths(profile, runs_dir, out_dir, s['store'])
+        self.settings, self.size = {**s, 'store': self.store}, study_sizes(profile, s['sizes'], data_dir)
         self.workers, self.recipes, self.reselection = s['workers'], {}, None
-        if sel.get('reselect', False):      # trains the regimes' baselines (and the grid's, for flagged regimes)
-            self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, profile,
+        if sel.get('reselect', False) and self.settings['plan'] is None:   # plan mode: the default recipes' runs only
+            # trains the regimes' baselines (and the grid's, for flagged regimes)
+            self.recipes, self.reselection = reselect(self.store, self.regimes, self.seeds, self.runs, self.size,
                                                       self.workers, self.device, self.train_missing)
         self.study = self.build()
 
     def build(self)->Study: # the study of the levels, from each regime's chosen recipe
-        return ablation(Study(self.store, workers=self.workers, device=self.device), self.regimes, self.seeds,
-                        self.levels, self.runs, size=self.profile, recipes=self.recipes)
+        return ablation(new_study(self.settings), self.regimes, self.seeds, self.levels, self.runs, size=self.size,
+                        recipes=self.recipes)
 
 # %% ../nbs/21_artefacts.ipynb #800fea71
 @patch
@@ -420,9 +434,10 @@ def ablation_artefact(name:str,      # the notebook, e.g. 'table2b'
                       profile:str, select:dict|None, study_kw:dict|None, # as for `Ablation`
                       runs_dir:str|Path, out_dir:str|Path,               # as for `Ablation`
                       what:str='TAF', # the rows' name in the Markdown header
+                      data_dir:str|Path|None=None, # the paper profile's data folder (see `Ablation`)
                      )->Ablation:    # with `.df`, `.md`, `.claims` set
     "Run an ablation table end to end: study, training, table, Markdown, claims, plot and files."
-    a = Ablation(name, levels, profile, select, study_kw, runs_dir, out_dir)
+    a = Ablation(name, levels, profile, select, study_kw, runs_dir, out_dir, data_dir)
     wall_s = a.run()
     a.df = ablation_table(a.study, levels, paper, paper_baseline)
     a.md = a.markdown(a.df, title, what)

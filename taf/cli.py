@@ -211,6 +211,18 @@ def _reproduce_parser(sub):
     r.add_argument('--root', type=_folder, default='.', help='repository root (default: %(default)s)')
     r.add_argument('--skip-data-check', action='store_true',
                    help='run on real data that fails taf data check (default: refuse)')
+    r.add_argument('--dry-run', action='store_true',
+                   help='only print the plan: every run of the selected artefacts and its estimated cost, from a '
+                        'probe of the training steps on this box; nothing trains (default: off; the paper profile '
+                        'prints the plan before it trains anyway)')
+    r.add_argument('--gpus-per-run', type=_positive, default=None,
+                   help='GPUs of one study run, trained with DDP across them (default: one run per GPU)')
+    r.add_argument('--probe-steps', type=_positive, default=None,
+                   help="timed steps per model of the plan's probe (default: the profile's, 20 for paper)")
+    r.add_argument('--probe-batch', type=_positive, default=None,
+                   help="clips per step of the plan's probe (default: the profile's, 8 for paper)")
+    r.add_argument('--probe-warmup', type=int, default=None,
+                   help="untimed steps per model before the probe's timed ones (default: the profile's, 3 for paper)")
 
 def _data_parser(sub):
     d = sub.add_parser('data', help='check a dataset root before training on it',
@@ -320,8 +332,11 @@ def _reproduce(ns:argparse.Namespace)->int: # exit status
         if (e.name or 'taf').split('.')[0] == 'taf': raise            # a bug, not a missing extra
         print(_NEEDS_NOTEBOOKS, file=sys.stderr)
         return 1
+    probe = {k: v for k, v in (('steps', ns.probe_steps), ('batch', ns.probe_batch), ('warmup', ns.probe_warmup))
+             if v is not None}
     try: reproduce(ns.profile, ns.only, ns.force, ns.root, log=ns.log, jobs=ns.jobs,
-                  data_check=not ns.skip_data_check)
+                   data_check=not ns.skip_data_check, dry_run=ns.dry_run, probe=probe or None,
+                   gpus_per_run=ns.gpus_per_run)
     except (ValueError, FileNotFoundError, ReproduceError) as e:
         print(f"taf reproduce: error: {_one_line(e)}", file=sys.stderr)
         return 1

@@ -4,13 +4,13 @@
 
 # %% ../nbs/14_jobs.ipynb #b39dd81e
 from __future__ import annotations
-import multiprocessing as mp
+import multiprocessing as mp, os
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
 # %% auto #0
-__all__ = ['Job', 'JobError', 'check_jobs', 'run_jobs']
+__all__ = ['Job', 'JobError', 'check_jobs', 'run_jobs', 'gpu_slots']
 
 # %% ../nbs/14_jobs.ipynb #ccbbb1c6
 @dataclass
@@ -48,7 +48,8 @@ def check_jobs(jobs:list, # `Job`s
     return jobs
 
 # %% ../nbs/14_jobs.ipynb #234853ea
-def _init_worker(threads:int|None):
+def _init_worker(threads:int|None, slots=None):
+    if slots is not None: os.environ['CUDA_VISIBLE_DEVICES'] = slots.get()   # before torch touches CUDA
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -67,10 +68,14 @@ def _here(jobs:list, on_start)->Iterator:
         done.add(j.name)
 
 # %% ../nbs/14_jobs.ipynb #81c36b43
-def _in_workers(jobs:list, workers:int, threads:int|None, on_start)->Iterator:
+def _in_workers(jobs:list, workers:int, threads:int|None, on_start, slots:list|None=None)->Iterator:
     left, done, running, failed = list(jobs), set(), {}, None
-    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker,
-                             initargs=(threads,))
+    ctx = mp.get_context('spawn')
+    q = None
+    if slots:
+        q = ctx.Queue()
+        for s in slots: q.put(str(s))
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, q))
     try:
         while left or running:
             for j in (_ready(left, done)[:workers - len(running)] if failed is None else []):
@@ -93,8 +98,23 @@ def run_jobs(jobs:list,           # `Job`s; `after` must name jobs of this list
              workers:int=1,       # processes; <= 1: here, one after the other
              threads:int|None=1,  # torch threads per worker process; None: leave torch alone
              on_start=None,       # fn(job), called as each job starts (e.g. to print progress)
+             slots:list|None=None, # CUDA_VISIBLE_DEVICES of each worker (`gpu_slots`); replaces `workers`
             )->Iterator:          # (job, result) as each finishes
     "Run `jobs` here or in `workers` processes, each once the jobs it comes `after` are done; yield results."
     jobs = check_jobs(jobs)                                          # now, not at the first `next`
+    if slots and len(slots) > 1 and jobs: return _in_workers(jobs, len(slots), threads, on_start, list(slots))
     if workers <= 1 or not jobs: return _here(jobs, on_start)
     return _in_workers(jobs, min(workers, len(jobs)), threads, on_start)
+
+# %% ../nbs/14_jobs.ipynb #f3b2740e
+def gpu_slots(n:int,            # GPUs visible to this process (`torch.cuda.device_count()`)
+              per_slot:int=1,   # GPUs per run (DDP across them when > 1)
+              visible:str|None=None, # this process's CUDA_VISIBLE_DEVICES; None: read from the environment
+             )->list:           # CUDA_VISIBLE_DEVICES of each worker, e.g. ['0', '1'] or ['4,5', '6,7']
+    "The visible GPUs grouped into slots of `per_slot`: one worker (one run at a time) per slot."
+    if per_slot < 1: raise ValueError(f"gpu_slots: per_slot={per_slot}, expected 1 or more")
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES') if visible is None else visible
+    ids = [s.strip() for s in visible.split(',') if s.strip()][:n] if visible else [str(i) for i in range(n)]
+    if n and len(ids) < per_slot:
+        raise ValueError(f"gpu_slots: {per_slot} GPUs per run, but only {len(ids)} visible ({','.join(ids)})")
+    return [','.join(ids[i:i + per_slot]) for i in range(0, len(ids) - per_slot + 1, per_slot)]

@@ -16,9 +16,10 @@ class Profile:
     name:str                 # 'smoke', 'quick', 'full' or 'paper'
     doc:str                  # one line: data, machine, time
     jobs:int=1               # notebooks `taf reproduce` runs at a time
-    study:dict|None=None     # synthetic study runs: 'synthetic' / 'config' overrides, 'ft_epochs'; None: no study
+    study:dict|None=None     # study runs: 'synthetic' / 'config' overrides, 'ft_epochs', 'probe'; None: no study
     bench:dict|None=None     # overrides of `taf.bench.BenchConfig`; None: `taf bench` has no such profile
     experiments:dict=field(default_factory=dict) # experiment notebook -> its selection (regimes, seeds, ...)
+    skips:dict=field(default_factory=dict) # experiment notebook -> why it does not run under this profile
 
     def runs(self, experiment:str)->bool: # True if the profile runs the notebook `experiment`
         "Whether `experiment` (a notebook of nbs/experiments/) runs under this profile."
@@ -27,9 +28,9 @@ class Profile:
     def select(self, experiment:str)->dict: # a copy of the selection
         "The selection of `experiment` under this profile (regimes, seeds, ...); `ValueError` if it does not run."
         if experiment not in self.experiments:
-            runs = [e for e in self.experiments]
-            raise ValueError(f"experiment {experiment!r} does not run under profile {self.name!r}; "
-                             f"it runs: {runs}")
+            why = f" ({self.skips[experiment]})" if experiment in self.skips else ''
+            raise ValueError(f"experiment {experiment!r} does not run under profile {self.name!r}{why}; "
+                             f"it runs: {list(self.experiments)}")
         return {k: (list(v) if isinstance(v, (list, tuple)) else dict(v) if isinstance(v, dict) else v)
                 for k, v in self.experiments[experiment].items()}
 
@@ -76,8 +77,9 @@ _TABLE1 = {'smoke': dict(regimes=_PERM, archs=['tsm', 'gst'], frames=[8, 16], se
            'quick': dict(regimes=_PERM, archs=_ARCHS, frames=[8], seeds=[0]),
            'full': dict(regimes=['permutation', 'ssv2-like', 'diving48-like'], archs=_ARCHS, frames=[8, 16],
                         seeds=[0, 1, 2])}
-_TABLE7 = {'smoke': dict(seeds=[0], severities=[1, 3]), 'quick': dict(seeds=[0], severities=[3]),
-           'full': dict(seeds=[0, 1, 2], severities=[1, 2, 3, 4, 5])}
+_TABLE7 = {'smoke': dict(regime='diving48-like', seeds=[0], severities=[1, 3]),
+           'quick': dict(regime='diving48-like', seeds=[0], severities=[3]),
+           'full': dict(regime='diving48-like', seeds=[0, 1, 2], severities=[1, 2, 3, 4, 5])}
 _UNDERFIT_ALL = ['TAF', 'CE-based', '-C ++W', '++C -W']
 _UNDERFIT = {
     'smoke': dict(candidates=['underfit-dropout', 'underfit-decay'], contrast=['label-noise'], calibration_seeds=[0],
@@ -93,20 +95,31 @@ _UNDERFIT = {
                  pretrain_min_val=2),
 }
 
+# %% ../nbs/16_profiles.ipynb #8a6b4093
+_PAPER_SEEDS = [0, 1, 2]
+_PAPER_ABLATION = dict(regimes=['ssv1'], seeds=_PAPER_SEEDS, reselect=False)   # the paper's: SSV1, TSM-R50 8f
+_PAPER = {'table1': dict(regimes=['ssv1', 'ssv2', 'diving48'], archs=_ARCHS, frames=[8, 16], seeds=_PAPER_SEEDS),
+          'table7': dict(regime='diving48', seeds=_PAPER_SEEDS, severities=[1, 2, 3, 4, 5]),
+          **{a: _PAPER_ABLATION for a in (*_ABLATIONS, 'table4')}}
+_SYNTHETIC_ONLY = "synthetic only: it studies the synthetic benchmark, which has no counterpart in the paper's data"
+_PAPER_SKIPS = {'baseline_recipe': _SYNTHETIC_ONLY + " (the real recipes are the models' official ones)",
+                'sensitivity': _SYNTHETIC_ONLY + " (its regimes are built to vary what the hypothesis is about)",
+                'underfit': _SYNTHETIC_ONLY + " (its baselines are made unable to fit the synthetic training set)"}
+
 # %% ../nbs/16_profiles.ipynb #70be1057
 def _experiments(p:str)->dict:
     "Every experiment that runs under profile `p`, with its selection."
-    study = p != 'paper'
     out = {'benchmark_summary': dict(preset='small' if p == 'smoke' else 'default'),
            'taf_vs_control': _TVC[p], **{r: {} for r in _READERS}}
     if p in _RECIPE: out['baseline_recipe'] = _RECIPE[p]
-    if study:
-        two = dict(regimes=_TWO, seeds=[0, 1, 2]) if p == 'full' else _ONE
-        out.update({a: {**two, 'reselect': p == 'full'} for a in _ABLATIONS})
-        out['table4'] = {**(dict(regimes=_TWO, seeds=[3, 4, 5]) if p == 'full' else _ONE), 'reselect': p == 'full'}
-        out.update(sensitivity=_SENSITIVITY[p], table1=_TABLE1[p], table7=_TABLE7[p], underfit=_UNDERFIT[p])
+    if p == 'paper': return {**out, **_PAPER}
+    two = dict(regimes=_TWO, seeds=[0, 1, 2]) if p == 'full' else _ONE
+    out.update({a: {**two, 'reselect': p == 'full'} for a in _ABLATIONS})
+    out['table4'] = {**(dict(regimes=_TWO, seeds=[3, 4, 5]) if p == 'full' else _ONE), 'reselect': p == 'full'}
+    out.update(sensitivity=_SENSITIVITY[p], table1=_TABLE1[p], table7=_TABLE7[p], underfit=_UNDERFIT[p])
     return out
 
+_PROBE = dict(batch=8, steps=20, warmup=3)   # the cost probe of `taf reproduce`'s plan (per model and T)
 PROFILES = {
     'smoke': Profile('smoke', 'CI: every notebook at toy sizes, two at a time (minutes, CPU)', jobs=2,
                      study=dict(synthetic={'num_classes': 4, 'size': 16, 'num_frames': 6, 'train_per_class': 4,
@@ -124,7 +137,9 @@ PROFILES = {
                     study={}, bench=dict(batch=8, size=224, width_r18=64, width_r50=64, tv_size=224, warmup=3, reps=10,
                                          focus_reps=10, pipeline_clips=64),
                     experiments=_experiments('full')),
-    'paper': Profile('paper', "the paper's datasets (data/README.md) on a GPU box", experiments=_experiments('paper')),
+    'paper': Profile('paper', "the paper's datasets (data/README.md) on a GPU box",
+                     study=dict(config=dict(workers=8), ft_epochs=15, probe=_PROBE),
+                     experiments=_experiments('paper'), skips=_PAPER_SKIPS),
 }
 
 # %% ../nbs/16_profiles.ipynb #8b486bb0

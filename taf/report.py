@@ -9,11 +9,11 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 from .stats import paired, judged, collapsed, collapsed_cells
-from .study import Study, trained_on
+from .study import Study, trained_on, release_of
 
 # %% auto #0
-__all__ = ['fmt_pm', 'ci_text', 'markdown_table', 'ablation_table', 'ablation_markdown', 'ablation_caption', 'ablation_plot',
-           'model_grid_table', 'corruption_rows']
+__all__ = ['fmt_pm', 'ci_text', 'markdown_table', 'ablation_table', 'ablation_markdown', 'ablation_caption', 'baseline_origin',
+           'ablation_plot', 'model_grid_table', 'corruption_rows']
 
 # %% ../nbs/20_report.ipynb #c5e70c33
 def fmt_pm(x,                 # fractions, one per seed (a list or Series; NaN ignored)
@@ -86,6 +86,7 @@ def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what
                     )->str: # one paragraph of Markdown
     "What an ablation table's numbers are: data, model, both recipes as run (epochs, LRs), split and statistics."
     b0, ft = next(iter(study.bases.values())), study.jobs[0].cfg
+    if b0.dataset != 'synthetic': return _paper_caption(study, regimes, seeds)
     return (f"Synthetic regimes {regimes}, seeds {seeds}; TSM-ResNet18 width {b0.width}, baseline recipe "
             f"`RECIPES['synthetic']` ({b0.epochs} epochs, lr {b0.lr}); fine-tunings {ft.epochs} epochs from lr "
             f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
@@ -93,6 +94,28 @@ def ablation_caption(study:Study, regimes:list, seeds:list, # the study and what
             "`verdict`: the interval against 0 and the paper's gain over its baseline (`taf.stats`). Paper: SSV1, "
             "TSM-ResNet50, top-1 and its gain over the baseline (no control in the paper). `collapsed baseline "
             "seeds`: rule 6 of `taf.stats` (val top-1 > 15 points below the cell's best seed, or < 2 x chance). "
+            f"Trained and measured on: {trained_on(study)}.")
+
+def baseline_origin(cfg, # a baseline's `TrainConfig`
+                   )->str: # one phrase of Markdown
+    "Where a baseline comes from: the synthetic recipe, a verified release, or an official recipe and its start."
+    if cfg.dataset == 'synthetic': return f"`RECIPES['synthetic']` ({cfg.epochs} epochs, lr {cfg.lr})"
+    if e := release_of(cfg): return (f"the released `{e['file']}` ({e['source']}; {e['published']} published at "
+                                     f"{e['protocol']}, checked against {e['reference']})")
+    start = 'ImageNet weights' if cfg.pretrained else 'a random initialisation (no ImageNet weights were found)'
+    return (f"{cfg.arch.upper()}'s official recipe ({cfg.epochs} epochs, lr {cfg.lr}, batch {cfg.batch_size}) "
+            f"from {start}")
+
+def _paper_caption(study:Study, regimes:list, seeds:list)->str: # `ablation_caption` on the paper's datasets
+    b0, ft = next(iter(study.bases.values())), study.jobs[0].cfg
+    origins = '; '.join(dict.fromkeys(baseline_origin(c) for c in study.bases.values()))
+    return (f"The paper's datasets {regimes}, seeds {seeds}; {b0.arch.upper()}-{b0.backbone} width {b0.width}, "
+            f"T {b0.num_frames}, {b0.size or 224} px; baselines: {origins}; fine-tunings {ft.epochs} epochs from lr "
+            f"{ft.lr:.3g} (the baseline's last), /10 after {ft.lr_steps[0]}. Top-1 in %, mean ± std over seeds, "
+            "**val** split, 1 clip x centre crop (the paper's protocol; the datasets have no labelled test split); "
+            "differences: paired per seed (points), `95% CI`: t-interval over seeds, `p`: t-test, `verdict`: the "
+            "interval against 0 and the paper's gain over its baseline (`taf.stats`). Paper: SSV1, TSM-ResNet50, top-1 "
+            "and its gain over the baseline (no control in the paper). "
             f"Trained and measured on: {trained_on(study)}.")
 
 # %% ../nbs/20_report.ipynb #46cbde0b

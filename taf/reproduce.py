@@ -7,18 +7,28 @@ from __future__ import annotations
 import json, os, shutil, time
 from dataclasses import dataclass
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
+import numpy as np
+import pandas as pd
 import papermill
+import torch
 from papermill.exceptions import PapermillExecutionError
 from .jobs import Job, JobError, run_jobs
 from .config import get_recipe
-from .datasets import check_dataset
+from .datasets import DATASETS, PUBLISHED, AnnotationError, check_dataset
+from .methods import get_method
+from .synthetic import get_config
 from .profiles import get_profile
+from .bench import BenchConfig, build_models, step_variants, alternate, timed
+from .repro import get_device
+from .study import PAPER_REGIMES, device_label
 from .stats import VERDICTS, holm, pooled, seeds_for_power
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'Experiment', 'get_experiments', 'check_parameters', 'experiment_parameters', 'ReproduceError',
-           'run_notebook', 'read_claims', 'claims_section', 'write_report', 'real_datasets', 'check_data', 'reproduce']
+           'run_notebook', 'read_claims', 'claims_section', 'write_report', 'real_datasets', 'check_data', 'plan_runs',
+           'run_data', 'probe_steps', 'cost_plan', 'plan_markdown', 'print_plan', 'reproduce']
 
 # %% ../nbs/22_reproduce.ipynb #90fc7259
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ def run_notebook(notebook, # the experiment notebook
                  output,   # where the executed copy goes
                  params:dict, # checked parameters
                  log:bool=False, # stream the notebook's output
+                 plan:bool=False, # plan mode: the notebook ending on `taf.study.PlanDone` succeeded
                 )->float: # wall time (s)
     "Execute `notebook` with papermill (kernel python3, working folder = the notebook's)."
     notebook, output = Path(notebook), Path(output)
@@ -110,6 +121,7 @@ def run_notebook(notebook, # the experiment notebook
         papermill.execute_notebook(str(notebook), str(output), parameters=check_parameters(notebook, params),
                             kernel_name='python3', cwd=str(notebook.parent), progress_bar=False, log_output=log)
     except PapermillExecutionError as e:
+        if plan and e.ename == 'PlanDone': return time.perf_counter() - t0
         raise ReproduceError(f"{notebook.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
                              f"executed notebook with the traceback: {output}") from None
     return time.perf_counter() - t0
@@ -209,29 +221,41 @@ def write_report(folder, # figures/<profile>
 
 # %% ../nbs/22_reproduce.ipynb #68a8f31b
 def _plan(profile:str, only, extra:dict|None, nbs:Path, figures:Path, runs:Path, jobs:int,
+          data:Path|None=None,        # the data folder of the paper profile (`root/data`)
+          gpus_per_run:int|None=None, # GPUs per run of the study notebooks; None: theirs (1)
          )->list: # [(Experiment, its checked parameters)], in dependency order
     "The notebooks `reproduce` runs under `profile`, with their parameters, all checked."
     todo = [e for e in get_experiments(only) if get_profile(profile).runs(e.name)]
     plans = [(e, experiment_parameters(e, profile, figures, runs, (extra or {}).get(e.name))) for e in todo]
     for e, p in plans:
+        known = papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb'))
         if jobs > 1 and e.runs:                   # notebooks side by side: one training process each, unless given
-            known = papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb'))
             if 'workers' in known: p.setdefault('workers', 1)
             elif 'study_kw' in known: p['study_kw'] = {'workers': 1, **p.get('study_kw', {})}
+        if data is not None and 'data_dir' in known: p.setdefault('data_dir', str(data))
+        recipe = get_profile(profile).select(e.name).get('recipe')
+        if data is not None and 'root' in known and recipe not in (None, 'synthetic'):   # taf_vs_control's dataset
+            p.setdefault('root', str(data / get_recipe(recipe).dataset))
+        if gpus_per_run and 'study_kw' in known: p['study_kw'] = {'gpus_per_run': gpus_per_run, **p.get('study_kw', {})}
         check_parameters(nbs / f'{e.name}.ipynb', p)
     return plans
 
 # %% ../nbs/22_reproduce.ipynb #78fd3ec1
 def real_datasets(profile:str, names:list)->list: # e.g. ['ssv1']
-    "The real datasets the experiments `names` train on under `profile` (their selections' non-synthetic recipes)."
+    "The real datasets the experiments `names` train on under `profile`: non-synthetic recipes and paper regimes."
     P, out = get_profile(profile), []
     for n in names:
-        r = P.select(n).get('recipe') if P.runs(n) else None
-        if r and r != 'synthetic' and (d := get_recipe(r).dataset) not in out: out.append(d)
+        sel = P.select(n) if P.runs(n) else {}
+        r = sel.get('recipe')
+        for d in [get_recipe(r).dataset] if r and r != 'synthetic' else []:
+            if d not in out: out.append(d)
+        for d in [*sel.get('regimes', []), sel.get('regime')]:
+            if d in PAPER_REGIMES and d not in out: out.append(d)
     return out
 
 def check_data(datasets:list, # names of `taf.datasets.DATASETS`
                root,          # the repository: roots are `root/data/<name>`
+               expect:dict|None=None, # sizes to expect ('classes', 'train', 'val'), or per dataset name
                **kw,          # passed to `check_dataset` (sample, workers, ...)
               )->dict:        # name -> `DataCheck`
     "Check each dataset's root; `ReproduceError` naming the root and its first problems if one fails."
@@ -241,13 +265,158 @@ def check_data(datasets:list, # names of `taf.datasets.DATASETS`
         if not where.is_dir():
             raise ReproduceError(f"the {d} root {where} does not exist (layout in data/README.md); "
                                  "pass --skip-data-check to run anyway")
-        out[d] = r = check_dataset(d, where, progress=False, **kw)
+        want = expect.get(d) if expect and set(expect) & set(DATASETS) else expect
+        out[d] = r = check_dataset(d, where, progress=False, expect=want, **kw)
         print(r.text(), flush=True)
         if not r.ok:
             first = (r.problems + [f"{p}: {m}" for p, m in r.bad])[:3]
             raise ReproduceError(f"the {d} root {where} fails taf data check: {'; '.join(first)}; fix the data "
                                  "or pass --skip-data-check to run anyway")
     return out
+
+# %% ../nbs/22_reproduce.ipynb #bedf49d7
+def plan_runs(plans:list,   # `_plan`'s [(Experiment, parameters)]
+              nbs:Path,     # nbs/experiments
+              workdir:Path, # where the plan files and the executed plan notebooks go
+              log:bool=False,
+             )->pd.DataFrame: # one row per artefact and run (`taf.study.plan_row`'s columns, then 'artefact')
+    "Every run the planned notebooks would train or import: each notebook that trains, executed in plan mode."
+    rows, workdir = [], Path(workdir)
+    for e, p in plans:
+        known, f = papermill.inspect_notebook(str(nbs / f'{e.name}.ipynb')), workdir / f'{e.name}.plan.jsonl'
+        if 'study_kw' in known: q = {**p, 'study_kw': {**p.get('study_kw', {}), 'plan': str(f)}}
+        elif 'plan' in known: q = {**p, 'plan': str(f)}
+        else: continue                                              # trains nothing (reads taf_vs_control's runs)
+        f.unlink(missing_ok=True)
+        run_notebook(nbs / f'{e.name}.ipynb', workdir / f'{e.name}.ipynb', q, log, plan=True)
+        if f.exists(): rows += [{'artefact': e.name, **json.loads(l)} for l in f.read_text().splitlines()]
+    return pd.DataFrame(rows)
+
+# %% ../nbs/22_reproduce.ipynb #cfb1935b
+@lru_cache(maxsize=None)
+def _real_data(name:str, root:str)->tuple: # (training clips, classes)
+    try:
+        ds = DATASETS[name](root, 'train', num_frames=1, size=32)
+        return len(ds), ds.num_classes
+    except (AnnotationError, FileNotFoundError, OSError): return PUBLISHED[name]['train'], PUBLISHED[name]['classes']
+
+def run_data(row:dict)->tuple: # (training clips, classes, frame side in px)
+    "What a plan row trains on: clips of its training split, classes and the frame size of its steps."
+    size = row.get('size')
+    size = None if size is None or size != size else int(size)            # None (or NaN in a table): the default
+    if row['dataset'] == 'synthetic':
+        syn = dict(row.get('synthetic') or {})
+        c = get_config(syn.pop('preset', 'default'), **syn)
+        return c.num_classes * c.train_per_class, c.num_classes, size or c.size
+    n, k = _real_data(row['dataset'], str(row['root']))
+    return n, k, size or 224
+
+# %% ../nbs/22_reproduce.ipynb #6a20bca6
+def probe_steps(models:list,         # (arch, backbone, width, T, px, classes) tuples
+                batch:int=8, steps:int=20, warmup:int=3, # clips per step, timed steps, untimed steps first
+                device=None,         # None: CUDA if available
+               )->pd.DataFrame:      # per model: seconds per clip of a baseline and of a TAF (K=1) step
+    "Time the baseline and TAF training steps of each model on this box (`taf.bench`'s steps), per clip."
+    dev, rows = get_device(device), []
+    for arch, backbone, width, T, px, K in models:
+        cfg = BenchConfig(batch=batch, size=px, width_r18=width, width_r50=width, num_classes=K)
+        base, dual, x, y = build_models(arch, backbone, T, cfg, dev)
+        v = step_variants(base, dual, x, y)
+        t = alternate({k: timed(v[k], dev) for k in ('baseline', 'taf_k1')}, steps, warmup)
+        per_clip = {k: float(np.median(t[k])) / batch for k in t}
+        rows.append(dict(arch=arch, backbone=backbone, width=width, T=T, px=px, classes=K,
+                         baseline_s=per_clip['baseline'], taf_s=per_clip['taf_k1']))
+        del base, dual, v
+        if dev.type == 'cuda': torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+# %% ../nbs/22_reproduce.ipynb #10c3d254
+_MODEL = ['arch', 'backbone', 'width', 'num_frames', 'px', 'classes']
+
+def _attacks(method:str)->bool: return method != 'baseline' and get_method(method).dual_bn   # priced as TAF
+def _model(m)->tuple: return tuple(v if isinstance(v, str) else int(v) for v in m)          # JSON/pandas -> plain
+
+def cost_plan(rows:pd.DataFrame, # `plan_runs`' rows
+              probe:dict|None=None, # `probe_steps` settings: batch, steps, warmup
+              device=None,
+             )->tuple:       # (runs: one row per run with 'artefacts', 'status', 'hours'; the probe's table)
+    "Count each run once, price the ones to train with a probe of their steps on this box."
+    if not len(rows): return pd.DataFrame(), pd.DataFrame()
+    first = rows.drop_duplicates('run').set_index('run')
+    runs = first.assign(artefacts=rows.groupby('run', sort=False).artefact.agg(lambda a: ', '.join(dict.fromkeys(a))),
+                        stored=rows.groupby('run', sort=False).stored.any()).reset_index()
+    runs[['clips', 'classes', 'px']] = [run_data(r) for r in runs.to_dict('records')]
+    runs['status'] = np.where(runs.stored, 'stored', runs.how)
+    models = [_model(m) for m in runs[_MODEL].itertuples(index=False)]
+    todo = list(dict.fromkeys(m for m, s in zip(models, runs.status) if s == 'train'))
+    pt = probe_steps(todo, device=device, **(probe or {})) if todo else pd.DataFrame(
+        columns=['arch', 'backbone', 'width', 'T', 'px', 'classes', 'baseline_s', 'taf_s'])
+    rate = {_model(r[:6]): r[6:] for r in pt.itertuples(index=False)}       # model -> (baseline_s, taf_s)
+    per_clip = [rate[m][_attacks(meth)] if s == 'train' else 0.0
+                for m, meth, s in zip(models, runs.method, runs.status)]
+    runs['hours'] = runs.clips * runs.epochs * np.array(per_clip) / 3600
+    return runs, pt
+
+# %% ../nbs/22_reproduce.ipynb #623e42e5
+def plan_markdown(runs:pd.DataFrame, probe:pd.DataFrame, # `cost_plan`'s result
+                  profile:str, device=None, # the profile; where the probe ran
+                  probe_kw:dict|None=None,  # the probe's settings (for the text)
+                 )->str:
+    "The plan as Markdown: totals, one row per artefact, the probe, and every run with its cost."
+    dev, n_gpu = device_label(device), torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not len(runs): return f"# Plan -- profile `{profile}`\n\nNo selected notebook trains a run.\n"
+    st, h = runs.status.value_counts(), runs.hours.sum()
+    base = runs.role == 'baseline'
+    lines = [f"# Plan -- profile `{profile}`", "",
+             f"{len(runs)} runs (each counted once, however many artefacts use it): {st.get('import', 0)} released "
+             f"checkpoints to import, {int(((runs.status == 'train') & base).sum())} baselines and "
+             f"{int(((runs.status == 'train') & ~base).sum())} fine-tunings to train, {st.get('stored', 0)} already "
+             f"in the store. Estimated **{h:.3g} device-hours** on {dev}" + (
+                 f" ({n_gpu} GPUs visible: about {h / n_gpu:.3g} h of wall time with one run per GPU)" if n_gpu else '')
+             + ": compute only, from the probe below (data loading, evaluation and checkpoints not counted).", "",
+             "| artefact | runs | shared with an earlier artefact | to import | baselines to train | fine-tunings to "
+             "train | in the store | device-hours of its new runs |", "|---|---|---|---|---|---|---|---|"]
+    seen = set()
+    for a in dict.fromkeys(x for s in runs.artefacts for x in s.split(', ')):
+        mine = runs[[a in s.split(', ') for s in runs.artefacts]]
+        new = mine[~mine.run.isin(seen)]
+        seen |= set(mine.run)
+        lines.append(f"| `{a}` | {len(mine)} | {len(mine) - len(new)} | {int((new.status == 'import').sum())} | "
+                     f"{int(((new.status == 'train') & (new.role == 'baseline')).sum())} | "
+                     f"{int(((new.status == 'train') & (new.role != 'baseline')).sum())} | "
+                     f"{int((new.status == 'stored').sum())} | {new.hours.sum():.3g} |")
+    lines += ["", f"## Probe ({dev}; " + ', '.join(f"{k} {v}" for k, v in (probe_kw or {}).items()) + ")", ""]
+    lines += ["| model | backbone | width | T | px | baseline step (ms/clip) | TAF K=1 step (ms/clip) | TAF / "
+              "baseline |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.arch.upper()} | {r.backbone} | {r.width} | {r.T} | {r.px} | {1e3 * r.baseline_s:.1f} | "
+              f"{1e3 * r.taf_s:.1f} | {r.taf_s / r.baseline_s:.2f} |" for r in probe.itertuples()]
+    if not len(probe): lines.append("| nothing to train | | | | | | | |")
+    lines += ["", "## Every run", "", "| run | artefacts | role | status | labels | data | model | T | method | "
+              "epochs | train clips | device-hours |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r.run}` | {r.artefacts} | {r.role} | {r.status} | {r.id} | {r.dataset} | {r.arch.upper()}-"
+              f"{r.backbone} | {r.num_frames} | {r.method} | {r.epochs} | {r.clips} | {r.hours:.3g} |"
+              for r in runs.itertuples()]
+    return '\n'.join(lines) + '\n'
+
+# %% ../nbs/22_reproduce.ipynb #f4b04644
+_PROBE = dict(batch=8, steps=20, warmup=3)      # the probe's defaults (a profile's `study['probe']` overrides them)
+
+def print_plan(plans:list, profile:str, nbs:Path, # `_plan`'s result, the profile, nbs/experiments
+               out:Path,            # figures/<profile>: plan.md, plan.csv and the executed plan notebooks
+               probe:dict|None=None, log:bool=False,
+              )->pd.DataFrame:      # `cost_plan`'s runs
+    "Plan the selected notebooks: run them in plan mode, price their runs, print and write the plan."
+    t0 = time.perf_counter()
+    print(f"[taf reproduce] planning profile {profile}: the notebooks that train, in plan mode (nothing trains)",
+          flush=True)
+    runs, pt = cost_plan(plan_runs(plans, nbs, Path(out) / 'plan', log), probe)
+    text = plan_markdown(runs, pt, profile, probe_kw=probe)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / 'plan.md').write_text(text)
+    runs.drop(columns=['synthetic'], errors='ignore').to_csv(Path(out) / 'plan.csv', index=False)
+    print(text + f"[taf reproduce] plan written to {Path(out) / 'plan.md'} in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    return runs
 
 # %% ../nbs/22_reproduce.ipynb #0440b9dd
 def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
@@ -260,15 +429,26 @@ def reproduce(profile:str='quick', # 'smoke', 'quick', 'full' or 'paper'
               runs_dir=None,      # where the trained runs go; None: `root/runs`
               jobs:int|None=None, # notebooks at a time; None: the profile's `jobs` (2 for 'smoke', else 1)
               data_check:bool=True, # real datasets: refuse to run on a root that fails `check_dataset`
-             )->dict: # {experiment: wall seconds}, in dependency order
+              data_expect:dict|None=None, # sizes the data check expects (see `check_data`); None: the published
+              dry_run:bool=False, # only print (and write) the plan: every run and its cost; nothing trains
+              probe:dict|None=None, # overrides of the plan's probe (batch, steps, warmup); None: the profile's
+              gpus_per_run:int|None=None, # GPUs per run of the studies (DDP when > 1); None: one run per GPU
+             )->dict: # {experiment: wall seconds}, in dependency order ({} for a dry run)
     "Run the experiment notebooks of `profile` in dependency order and write `figures/<profile>/REPORT.md`."
-    jobs = jobs or get_profile(profile).jobs                         # ValueError for an unknown profile
+    P = get_profile(profile)                                         # ValueError for an unknown profile
+    jobs = jobs or P.jobs
     if jobs < 1: raise ValueError(f"jobs={jobs}: expected 1 or more")
     root = Path(root).resolve()
     nbs = root / 'nbs' / 'experiments'
     figures, runs = Path(figures_dir or root / 'figures').resolve(), Path(runs_dir or root / 'runs').resolve()
-    plans = _plan(profile, only, extra, nbs, figures, runs, jobs)
-    if data_check: check_data(real_datasets(profile, [e.name for e, _ in plans]), root)
+    plans = _plan(profile, only, extra, nbs, figures, runs, jobs, root / 'data', gpus_per_run)
+    for e in get_experiments(only):
+        if e.name in P.skips: print(f"[taf reproduce] skipped {e.name} (profile {profile}): {P.skips[e.name]}")
+    if data_check: check_data(real_datasets(profile, [e.name for e, _ in plans]), root, data_expect)
+    if dry_run or profile == 'paper':                                # the plan, before anything trains
+        print_plan(plans, profile, nbs, figures / profile, {**_PROBE, **(P.study or {}).get('probe', {}),
+                                                          **(probe or {})}, log)
+        if dry_run: return {}
     todo = [e for e, _ in plans]
     if force:
         for d in sorted({Path(p['runs_dir']) / p['profile'] for e, p in plans if e.runs}): shutil.rmtree(d, True)

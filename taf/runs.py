@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_runs.ipynb #3b65aa80
 from __future__ import annotations
-import functools, hashlib, json, os
+import functools, hashlib, json, os, shutil, subprocess, sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -33,12 +33,28 @@ def file_lock(path:str|Path): # the lock file (created if missing; its content d
             if fcntl: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/15_runs.ipynb #08f65d03
-_RUN_FILES = ('last.pt', 'results.json', 'log.csv', 'log.jsonl', 'config.json', 'run.json')
+_RUN_FILES = ('last.pt', 'results.json', 'log.csv', 'log.jsonl', 'config.json', 'run.json', 'ddp_config.json')
 _VOLATILE = ('progress', 'workers')
 
 def _comparable(d:dict)->dict: return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in _VOLATILE}
 
-def cached_train(cfg:TrainConfig, **kw)->dict: # `Trainer.fit`'s result (read back when reused)
+def _torchrun(cfg:TrainConfig, nproc:int, resume:bool)->dict: # the run's result, read back from its folder
+    "Train `cfg` with DDP in `nproc` processes (`torchrun --standalone`, `taf train --config`)."
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out/'ddp_config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    exe = shutil.which('torchrun', path=str(Path(sys.executable).parent)) or shutil.which('torchrun')
+    if exe is None: raise FileNotFoundError("torchrun not found beside this python or on PATH: DDP runs need it")
+    cmd = [exe, '--standalone', '--nproc-per-node', str(nproc), '-m', 'taf.cli', 'train', '--config',
+           str(out/'ddp_config.json'), *(['--resume'] if resume else [])]
+    with open(out/'ddp.log', 'a') as log: rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not (out/'results.json').exists():
+        tail = ' | '.join((out/'ddp.log').read_text().strip().splitlines()[-5:])
+        raise RuntimeError(f"DDP run {out} ({nproc} processes) failed with exit status {rc}; "
+                           f"log {out/'ddp.log'}: ... {tail}")
+    return json.loads((out/'results.json').read_text())
+
+def cached_train(cfg:TrainConfig, nproc:int=1, **kw)->dict: # `Trainer.fit`'s result (read back when reused)
     "`train(cfg)` unless `cfg.out_dir` holds a finished run of the same config; resumes an interrupted one."
     out = Path(cfg.out_dir)
     ranks = int(os.environ.get('WORLD_SIZE', '1'))
@@ -48,6 +64,7 @@ def cached_train(cfg:TrainConfig, **kw)->dict: # `Trainer.fit`'s result (read ba
         if same and (out/'results.json').exists(): return json.loads((out/'results.json').read_text())
         if not same:
             for f in _RUN_FILES: (out/f).unlink(missing_ok=True)      # another config's run: start over
+        if nproc > 1: return _torchrun(cfg, nproc, resume=same)      # `kw` (datasets) cannot travel there
         return train(cfg, resume=same, **kw)
 
 # %% ../nbs/15_runs.ipynb #4485d754
@@ -97,11 +114,13 @@ def weights_id(path:str|Path)->str: # 'sha256:' + 16 hex digits of the file's by
     st = p.stat()
     return 'sha256:' + _file_hash(str(p.resolve()), st.st_mtime, st.st_size)
 
+def _ident(cfg:TrainConfig)->dict: # the settings that decide a run's result
+    return {k: weights_id(v) if k == 'pretrained' and v else v for k, v in _comparable(asdict(cfg)).items()
+            if k not in _PLACES and not (k == 'root' and v is not None)}   # a dataset's copy: where, not what
+
 def run_key(*cfgs:TrainConfig)->str: # 16 hex digits
     "The identity of a measurement: a hash of `cfgs` (e.g. a baseline and its fine-tuning) without paths or progress."
-    ident = [{k: weights_id(v) if k == 'pretrained' and v else v for k, v in _comparable(asdict(c)).items()
-              if k not in _PLACES} for c in cfgs]
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([_ident(c) for c in cfgs], sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/15_runs.ipynb #59e29720
 class ResultStore:

@@ -4,8 +4,9 @@
 
 # %% ../nbs/19_study.ipynb #6c8811cc
 from __future__ import annotations
-import json, time
+import dataclasses, json, os, time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 import pandas as pd
@@ -13,19 +14,23 @@ import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import TrainConfig, get_recipe, finetune_config
+from .models import create_model, load_weights
 from .corruptions import CORRUPTIONS
-from .evaluate import evaluate, ReorderedFrames
+from .evaluate import evaluate, ReorderedFrames, verify_checkpoint
 from .profiles import get_profile
-from .jobs import Job, run_jobs
-from .runs import cached_train, run_key, ResultStore
+from .jobs import Job, run_jobs, gpu_slots
+from .runs import cached_train, run_key, ResultStore, import_baseline
 from .train import load_model, build_eval_dataset
 from .repro import get_device, git_info
 from .stats import collapsed
 
 # %% auto #0
-__all__ = ['REGIMES', 'WEAK_RECIPE', 'RESELECT_GRID', 'regime_baseline', 'regime_finetune', 'Evaluator', 'measure_baseline',
-           'measure_finetune', 'FineTuning', 'Study', 'device_label', 'trained_on', 'ablation_baselines', 'ablation',
-           'choose_recipe', 'reselect', 'cell_baseline', 'model_grid', 'corruption_measure', 'level_diff']
+__all__ = ['REGIMES', 'WEAK_RECIPE', 'PAPER_REGIMES', 'MODEL_RECIPES', 'IMAGENET_WEIGHTS', 'OFFICIAL_CHECKPOINTS',
+           'RESELECT_GRID', 'study_sizes', 'official_checkpoint', 'regime_baseline', 'regime_finetune',
+           'paper_baseline', 'release_of', 'Evaluator', 'measure_baseline', 'measure_finetune', 'FineTuning', 'Study',
+           'device_label', 'run_device', 'train_run', 'import_release', 'PlanDone', 'plan_row', 'write_plan',
+           'trained_on', 'ablation_baselines', 'ablation', 'choose_recipe', 'reselect', 'cell_baseline', 'model_grid',
+           'corruption_measure', 'level_diff']
 
 # %% ../nbs/19_study.ipynb #10cda5e4
 REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, num_frames=8),
@@ -43,21 +48,75 @@ REGIMES = {'permutation': dict(synthetic={'preset': 'permutation', 'size': 32}, 
            'label-noise': dict(synthetic={'preset': 'permutation', 'size': 32, 'label_noise': 0.3}, num_frames=8)}
 WEAK_RECIPE = dict(lr=0.01, lr_type='step', lr_steps=(20,), warmup_epochs=0, dropout=0.5, weight_decay=5e-4)
 
-def _size(size:str)->dict: # the profile's study sizes: 'synthetic', 'config', 'ft_epochs'
+def _size(size:str|dict)->dict: # the study sizes: 'synthetic', 'config', 'ft_epochs', 'data_dir', ...
+    if isinstance(size, dict): return size                       # `study_sizes`' result
     study = get_profile(size).study
-    if study is None: raise ValueError(f"profile {size!r} has no synthetic study runs (its `study` is None)")
+    if study is None: raise ValueError(f"profile {size!r} has no study runs (its `study` is None)")
     return study
 
+def study_sizes(profile:str,            # a profile name (`taf.profiles`)
+                sizes:dict|None=None,   # overrides: 'config' (merged key by key), 'ft_epochs', 'synthetic', ...
+                data_dir:str|Path|None=None, # the paper's data folder (data_dir/ssv1, data_dir/checkpoints, ...)
+               )->dict:                 # the sizes, with the profile's name
+    "The study sizes of `profile` with `sizes` applied: what `regime_baseline` and `regime_finetune` read."
+    Z, s = _size(profile), dict(sizes or {})
+    out = {**Z, **s, 'config': {**Z.get('config', {}), **s.get('config', {})}, 'profile': profile}
+    if data_dir is not None: out['data_dir'] = str(data_dir)
+    return out
+
+# %% ../nbs/19_study.ipynb #b665476e
+PAPER_REGIMES = {'ssv1': dict(benchmark='SSV1'), 'ssv2': dict(benchmark='SSV2'),     # dataset name = regime
+                 'diving48': dict(benchmark='Diving48')}
+MODEL_RECIPES = {        # overrides of RECIPES['tsm_<dataset>'] (TSM's command): each codebase's own (above)
+    'tsm': dict(),
+    'tam': dict(lr_type='cos', tsm_policies=False, clip_grad=None),
+    'gst': dict(epochs=70, lr_steps=(50, 60), batch_size=24, dropout=0.3, weight_decay=3e-4),
+    'tpn': dict(epochs=150, lr_steps=(75, 125), tsm_policies=False),
+}
+IMAGENET_WEIGHTS = 'checkpoints/resnet50_imagenet.pth'   # under the data folder: a torchvision ResNet-50
+
+# %% ../nbs/19_study.ipynb #ee3c338b
+_TSM_SRC = 'mit-han-lab/temporal-shift-module README, Something-Something'
+OFFICIAL_CHECKPOINTS = {  # (dataset, arch, T) -> the release
+    ('ssv1', 'tsm', 8): dict(file='TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth', source=_TSM_SRC,
+                             published=45.6, protocol='1x1', reference=45.6, epochs=45),
+    ('ssv1', 'tsm', 16): dict(file='TSM_something_RGB_resnet50_shift8_blockres_avg_segment16_e45.pth', source=_TSM_SRC,
+                              published=47.2, protocol='1x1', reference=47.2, epochs=45),
+    ('ssv2', 'tsm', 8): dict(file='TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth', source=_TSM_SRC,
+                             published=61.2, protocol='2 clips, full resolution', reference=58.9, epochs=45),
+    ('ssv2', 'tsm', 16): dict(file='TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment16_e45.pth',
+                              source=_TSM_SRC,
+                              published=63.1, protocol='2 clips, full resolution', reference=61.1, epochs=45),
+    ('ssv2', 'gst', 8): dict(file='GST_somethingv2_resnet50_alpha4_segment8.pth',
+                             source='chenxuluo/GST-video README, Pretrained Models (Google Drive)',
+                             published=61.6, protocol='1x1', reference=61.6, epochs=70),
+    ('ssv1', 'tpn', 8): dict(file='TPN_sthv1_tsm_resnet50_segment8.pth',
+                             source='decisionforce/TPN MODELZOO.md, Something-Something (Google Drive)',
+                             published=50.7, protocol='3 crops x 2 clips', reference=48.0, epochs=150),
+    ('ssv2', 'tpn', 8): dict(file='TPN_sthv2_tsm_resnet50_segment8.pth',
+                             source='decisionforce/TPN MODELZOO.md, Something-Something (Google Drive)',
+                             published=64.7, protocol='3 crops x 2 clips', reference=61.6, epochs=150),
+}
+
+def official_checkpoint(dataset:str, arch:str, num_frames:int, # the baseline
+                        data_dir:str|Path='data', # the paper's data folder (the files under `checkpoints/`)
+                       )->dict|None:              # the release with its absolute 'path'; None: not there
+    "The released checkpoint of a baseline, if its file is in `data_dir/checkpoints/`."
+    e = OFFICIAL_CHECKPOINTS.get((dataset, arch, num_frames))
+    p = Path(data_dir) / 'checkpoints' / e['file'] if e else None
+    return {**e, 'path': str(p.resolve())} if p is not None and p.is_file() else None
+
 # %% ../nbs/19_study.ipynb #febbbc63
-def regime_baseline(regime:str,       # a key of `REGIMES`
+def regime_baseline(regime:str,       # a key of `REGIMES` (or of `PAPER_REGIMES`: `paper_baseline`)
                     seed:int,         # seeds data order, initialisation, dropout
                     out_dir:str|Path, # the run's folder
-                    size:str='full',  # a profile name (`taf.profiles`): 'full', 'quick' or 'smoke' (CI)
+                    size:str|dict='full', # a profile name (`taf.profiles`), or `study_sizes`' result
                     synthetic:dict|None=None, # overrides of the regime's `taf.synthetic` arguments
                     **overrides,      # `TrainConfig` overrides, e.g. `WEAK_RECIPE`
                    )->TrainConfig:
     "The baseline configuration of `regime`: the tuned synthetic recipe (with the regime's `config`) on its data."
-    if regime not in REGIMES: raise ValueError(f"regime {regime!r}: expected one of {list(REGIMES)}")
+    if regime in PAPER_REGIMES: return paper_baseline(regime, seed, out_dir, size, **overrides)
+    if regime not in REGIMES: raise ValueError(f"regime {regime!r}: expected one of {[*REGIMES, *PAPER_REGIMES]}")
     R = REGIMES[regime]
     Z = _size(size)
     syn = {**R['synthetic'], **Z.get('synthetic', {}), **(synthetic or {})}
@@ -69,7 +128,7 @@ def regime_finetune(base:TrainConfig,    # the baseline it starts from (its `out
                     method:str='taf',    # a `taf.methods` fine-tuning: 'control', 'taf', 'ce', 'noise', ...
                     out_dir:str|Path|None=None, # None: next to the baseline's folder, named after `method`
                     lr_reading:str='last', # the baseline's 'last' or 'initial' learning rate (§4.1)
-                    size:str='full',     # a profile name: 'full' 15 epochs, 'quick' 5, 'smoke' 1
+                    size:str|dict='full', # a profile name ('full' 15 epochs, 'quick' 5, 'smoke' 1) or sizes
                     **overrides,         # method settings, e.g. alpha=0.5, steps=3
                    )->TrainConfig:
     "§4.1's fine-tuning of `base`: 15 epochs, learning rate / 10 after 10 (2/3 of the epochs in smaller sizes)."
@@ -78,6 +137,34 @@ def regime_finetune(base:TrainConfig,    # the baseline it starts from (its `out
     return finetune_config(base, method, init=str(Path(base.out_dir) / 'last.pt'), lr_reading=lr_reading,
                            epochs=epochs, lr_steps=(round(epochs * 10 / 15),), eval_every=epochs, out_dir=str(out),
                            **overrides)
+
+# %% ../nbs/19_study.ipynb #af43973e
+def paper_baseline(regime:str,          # a key of `PAPER_REGIMES`
+                   seed:int, out_dir:str|Path, # as for `regime_baseline`
+                   size:str|dict='paper', # `study_sizes`' result (its 'data_dir', 'config') or a profile name
+                   arch:str='tsm',      # 'tsm', 'tam', 'gst' or 'tpn': its `MODEL_RECIPES` entry
+                   num_frames:int=8,    # T
+                   **overrides,         # `TrainConfig` overrides (a test's shrunk recipe, a variant's `method`)
+                  )->TrainConfig:
+    "The baseline of `arch` with `num_frames` frames on a paper dataset: its official recipe, or its release."
+    if regime not in PAPER_REGIMES: raise ValueError(f"paper regime {regime!r}: expected one of {list(PAPER_REGIMES)}")
+    Z = _size(size)
+    data = Path(Z.get('data_dir', 'data'))
+    kw = {'progress': False, **MODEL_RECIPES[arch], **Z.get('config', {}), **overrides}
+    plain = kw.get('method', 'baseline') == 'baseline'                  # a variant (AdvProp) is trained
+    release = official_checkpoint(regime, arch, num_frames, data) if plain else None
+    imagenet = data / IMAGENET_WEIGHTS
+    if release: kw.update(pretrained=release['path'], epochs=release['epochs'])
+    elif kw.get('backbone', 'resnet50') == 'resnet50' and imagenet.is_file(): kw['pretrained'] = str(imagenet.resolve())
+    cfg = get_recipe(f'tsm_{regime}', arch=arch, num_frames=num_frames, root=str((data / regime).resolve()), seed=seed,
+                     out_dir=str(out_dir), **kw)
+    return dataclasses.replace(cfg, eval_every=cfg.epochs)
+
+def release_of(cfg:TrainConfig)->dict|None: # the `OFFICIAL_CHECKPOINTS` entry; None: a baseline to train
+    "The release a paper baseline stands for: its `pretrained` is that release's file."
+    e = OFFICIAL_CHECKPOINTS.get((cfg.dataset, cfg.arch, cfg.num_frames))
+    ok = e and cfg.method == 'baseline' and cfg.pretrained and Path(cfg.pretrained).name == e['file']
+    return e if ok else None
 
 # %% ../nbs/19_study.ipynb #987c8faf
 class Evaluator:
@@ -100,8 +187,17 @@ def _throughput(res:dict)->float|None: # training clips per second, mean over ep
     v = [h['clips_per_s'] for h in res.get('history', []) if h.get('clips_per_s')]
     return sum(v) / len(v) if v else None
 
+def _measure_real(ev:Evaluator, cfg:TrainConfig, res:dict, **extra)->dict: # a real dataset: val is reported
+    v = ev.data(cfg, 'val')
+    top1 = ev.top1(res['checkpoint'], v)
+    return dict(classes=v.num_classes, chance=1 / v.num_classes, train=None, val=top1, test=top1, split='val',
+                reversed=None, shuffled=None, train_time_s=res['train_time_s'], clips_per_s=_throughput(res),
+                **({'verified': res['verified']} if 'verified' in res else {}), **extra)
+
 def measure_baseline(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # classes, chance, train/val/test, reordered
     "A baseline's measurements: train, val and test top-1, test top-1 with reversed and shuffled frames."
+    last = _train_forward(res)[-1] if res.get('history') else None
+    if cfg.dataset != 'synthetic': return _measure_real(ev, cfg, res, train_forward=last)
     test, ck = ev.data(cfg, 'test'), res['checkpoint']
     return dict(classes=test.num_classes, chance=1 / test.num_classes, train=ev.top1(ck, ev.data(cfg, 'train')),
                 val=ev.top1(ck, ev.data(cfg, 'val')), test=ev.top1(ck, test),
@@ -112,6 +208,10 @@ def measure_baseline(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # classes, 
 def measure_finetune(ev:Evaluator, cfg:TrainConfig, res:dict)->dict: # lr, val, test, attacked, train_time_s
     "A fine-tuning's measurements: its starting learning rate, val and test top-1, share of clips attacked."
     att = [h['attacked_frac'] for h in res['history'] if 'attacked_frac' in h]
+    if cfg.dataset != 'synthetic':
+        return {k: v for k, v in _measure_real(ev, cfg, res, lr=cfg.lr, attacked=sum(att) / len(att) if att else None,
+                                               train_forward=_train_forward(res)).items()
+                if k not in ('classes', 'chance', 'train', 'reversed', 'shuffled')}
     return dict(lr=cfg.lr, val=ev.top1(res['checkpoint'], ev.data(cfg, 'val')),
                 test=ev.top1(res['checkpoint'], ev.data(cfg, 'test')),
                 attacked=sum(att) / len(att) if att else None, train_time_s=res['train_time_s'],
@@ -132,9 +232,14 @@ class Study:
                  device:str='cpu',        # where models are evaluated
                  baseline_measure=None,   # fn(Evaluator, cfg, train result) -> dict; None: `measure_baseline`
                  finetune_measure=None,   # the same for fine-tunings; None: `measure_finetune`
-                 kind:str|None=None):     # names custom measurements: stored under `<run_key>/<kind>`
+                 kind:str|None=None,      # names custom measurements: stored under `<run_key>/<kind>`
+                 gpus_per_run:int=1,      # GPUs of one run (DDP across them when > 1)
+                 slots:list|None=None,    # CUDA_VISIBLE_DEVICES of each training process; None: `gpu_slots`
+                 plan:str|Path|None=None, # plan mode: `run` writes the runs to this file instead of training
+                 tolerance:float=1.0):    # points a release's top-1 may be from its reference (`import_release`)
         self.store = store if isinstance(store, ResultStore) else ResultStore(store)
         self.workers, self.ev, self.kind = workers, Evaluator(device), kind
+        self.gpus_per_run, self.slots, self.plan, self.tolerance = gpus_per_run, slots, plan, tolerance
         self.measure = (baseline_measure or measure_baseline, finetune_measure or measure_finetune)
         self.bases, self.jobs = {}, []    # baseline id -> config; `FineTuning`s
 
@@ -160,8 +265,46 @@ def device_label(device:str|None=None, # a `TrainConfig.device`; None: CUDA if a
     d = get_device(device)
     return (f"cuda: {torch.cuda.get_device_name(d)}" if d.type == 'cuda' else d.type) + f", torch {torch.__version__}"
 
-def _about(cfg:TrainConfig, ids, commit:str)->dict: # stored beside a measurement
-    return dict(run='/'.join(map(str, ids)), commit=commit, device=device_label(cfg.device))
+def run_device(device:str|None=None, # a `TrainConfig.device`
+               nproc:int=1,          # processes of the run (DDP when > 1)
+              )->str: # `device_label`, with the GPUs of this process, e.g. 'cuda: NVIDIA H100, torch 2.5.1 (GPU 3)'
+    "Where a training job runs: in a study's worker process, pinned to its GPUs (`CUDA_VISIBLE_DEVICES`)."
+    label, gpus = device_label(device), os.environ.get('CUDA_VISIBLE_DEVICES')
+    if get_device(device).type != 'cuda' or not gpus: return label
+    return label + f" (GPU {gpus}{f', DDP x {nproc}' if nproc > 1 else ''})"
+
+def _about(cfg:TrainConfig, ids, commit:str, res:dict|None=None)->dict: # stored beside a measurement
+    where = (res or {}).get('device') or device_label(cfg.device)          # the job's own report, if any
+    return dict(run='/'.join(map(str, ids)), commit=commit, device=where)
+
+# %% ../nbs/19_study.ipynb #de8e5ef1
+def train_run(cfg:TrainConfig, nproc:int=1)->dict: # `cached_train`'s result, with 'device'
+    "A study's training job: `cfg` trained (DDP across `nproc` processes when > 1), or read back when finished."
+    return {**cached_train(cfg, nproc=nproc), 'device': run_device(cfg.device, nproc)}
+
+def import_release(cfg:TrainConfig,      # a paper baseline whose `pretrained` is a release (`release_of`)
+                   tolerance:float=1.0,  # points its top-1 may be from the release's reference
+                   batch_size:int=32,    # evaluation batch
+                  )->dict:               # `import_baseline`'s result with 'verified' and 'device'
+    "A released checkpoint made the finished baseline `cfg`, after its top-1 on val is checked."
+    out, e = Path(cfg.out_dir), release_of(cfg)
+    if e is None: raise ValueError(f"import_release: {cfg.out_dir} names no release of OFFICIAL_CHECKPOINTS "
+                                   f"(pretrained={cfg.pretrained!r})")
+    done = json.loads((out / 'results.json').read_text()) if (out / 'results.json').exists() else {}
+    same = (out / 'config.json').exists() and json.loads((out / 'config.json').read_text()) == json.loads(
+        json.dumps(asdict(cfg)))
+    if same and 'verified' in done: return done
+    ds, dev = build_eval_dataset(cfg, 'val'), get_device(cfg.device)
+    model = create_model(cfg.arch, ds.num_classes, cfg.num_frames, backbone=cfg.backbone, dropout=cfg.dropout,
+                         width=cfg.width)
+    load_weights(model, cfg.pretrained)
+    top1 = verify_checkpoint(model.to(dev), ds, e['reference'], name=f"{cfg.pretrained} ({e['source']})",
+                             tolerance=tolerance, batch_size=batch_size, device=dev)
+    res = {**import_baseline(cfg.pretrained, cfg, ds.num_classes), 'device': run_device(cfg.device)}
+    res['verified'] = dict(top1=top1, reference=e['reference'], published=e['published'], protocol=e['protocol'],
+                           tolerance=tolerance)
+    (out / 'results.json').write_text(json.dumps(res, indent=1))
+    return res
 
 # %% ../nbs/19_study.ipynb #dda37d75
 @patch
@@ -178,7 +321,7 @@ def _store_baseline(self:Study, bid, res:dict, commit:str):
     "Measure baseline `bid` from its training result `res` and store it, or check it against the stored one."
     m, k = self.measure[0](self.ev, self.bases[bid], res), self.base_key(bid)
     if k not in self.store.refresh():
-        self.store.put(k, m, **_about(self.bases[bid], bid if isinstance(bid, tuple) else (bid,), commit))
+        self.store.put(k, m, **_about(self.bases[bid], bid if isinstance(bid, tuple) else (bid,), commit, res))
     elif (t := m.get('test')) != self.store[k].get('test'):
         raise RuntimeError(f"baseline {bid} retrained to test top-1 {t}, stored {self.store[k].get('test')}: "
                            "training is not deterministic here, so its stored fine-tunings cannot be "
@@ -186,28 +329,74 @@ def _store_baseline(self:Study, bid, res:dict, commit:str):
 
 # %% ../nbs/19_study.ipynb #2dc5848e
 @patch
+def _slots(self:Study)->list: # CUDA_VISIBLE_DEVICES of each training process ([] on a CPU box)
+    if self.slots is not None: return list(self.slots)
+    return gpu_slots(torch.cuda.device_count(), self.gpus_per_run) if torch.cuda.is_available() else []
+
+@patch
+def _job(self:Study, name, cfg:TrainConfig, after=())->Job: # the job that makes run `cfg`
+    if release_of(cfg): return Job(name, import_release, (cfg, self.tolerance), after=after)
+    return Job(name, train_run, (cfg, self.gpus_per_run), after=after)
+
+@patch
 def run(self:Study, train_missing:bool=True, # False: only report what the store holds
        )->float: # seconds spent training and measuring
     "Train and measure every run the store lacks in `workers` processes, each stored as soon as it finishes."
+    if self.plan is not None: write_plan(self.plan, self.plan_rows())   # raises `PlanDone`: nothing trains
     need, todo = self.missing()
     print(f"in the store: {sum(self.base_key(b) in self.store for b in self.bases)} of {len(self.bases)} baselines, "
           f"{len(self.jobs) - len(todo)} of {len(self.jobs)} fine-tunings ({self.store.path}); "
           f"to train: {len(need) if train_missing else 0} + {len(todo) if train_missing else 0}")
     if not train_missing or not (need or todo): return 0.0
-    commit, t0 = git_info()['commit'], time.perf_counter()
-    jobs = [Job(('baseline', b), cached_train, (self.bases[b],)) for b in need]
-    jobs += [Job(('fine-tuning', i), cached_train, (self.jobs[i].cfg,), after=(('baseline', b),))
+    commit, t0, slots = git_info()['commit'], time.perf_counter(), self._slots()
+    jobs = [self._job(('baseline', b), self.bases[b]) for b in need]
+    jobs += [self._job(('fine-tuning', i), self.jobs[i].cfg, after=(('baseline', b),))
              for b in need for i in todo if self.jobs[i].base == b]                 # grouped by baseline
     with tqdm(total=len(jobs), desc='runs') as bar:
-        for job, res in run_jobs(jobs, self.workers):
+        for job, res in run_jobs(jobs, len(slots) if slots else self.workers, slots=slots):
             bar.update()
             kind, x = job.name
             if kind == 'baseline': self._store_baseline(x, res, commit)
             else:
                 ft = self.jobs[x]
                 self.store.put(self.job_key(ft), self.measure[1](self.ev, ft.cfg, res),
-                               **_about(ft.cfg, ft.labels.values(), commit))
+                               **_about(ft.cfg, ft.labels.values(), commit, res))
     return time.perf_counter() - t0
+
+# %% ../nbs/19_study.ipynb #6ebb64dc
+class PlanDone(Exception):
+    "A study in plan mode wrote its runs to its plan file instead of training them (not an error of the study)."
+
+_PLANNED = ('dataset', 'arch', 'backbone', 'width', 'num_frames', 'size', 'method', 'epochs', 'batch_size', 'root',
+            'pretrained', 'synthetic', 'seed')
+
+def plan_row(cfg:TrainConfig,               # the run
+             base:TrainConfig|None=None,    # a fine-tuning's baseline; None: `cfg` is a baseline
+             stored:bool=False,             # its measurement is in the store already
+             **labels,                      # e.g. id='ssv1/0/tuned'
+            )->dict: # run (training identity), role, how ('import' or 'train'), base, settings, stored, labels
+    "A run as a line of a plan: what it is, how it is made, and whether it is done."
+    ident, role = (run_key(cfg), 'baseline') if base is None else (run_key(base, cfg), 'fine-tuning')
+    return dict(run=ident, role=role, how='import' if base is None and release_of(cfg) else 'train',
+                base=None if base is None else run_key(base), **{k: getattr(cfg, k) for k in _PLANNED},
+                stored=stored, **labels)
+
+def write_plan(path:str|Path, # the plan file (JSON lines, appended to)
+               rows:list,     # `plan_row`s
+              ): # never returns: raises `PlanDone`
+    "Append `rows` to the plan file and stop the caller (a notebook in plan mode ends here; nothing trains)."
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f: f.writelines(json.dumps(r, default=str) + '\n' for r in rows)
+    raise PlanDone(f"plan mode: {len(rows)} runs written to {path}; nothing trained")
+
+@patch
+def plan_rows(self:Study)->list: # `plan_row`s: the baselines, then the fine-tunings
+    "The runs of the study as plan rows, each marked stored if the store holds its measurement."
+    self.store.refresh()
+    name = lambda ids: '/'.join(map(str, ids if isinstance(ids, tuple) else (ids,)))
+    return ([plan_row(c, stored=self.base_key(b) in self.store, id=name(b)) for b, c in self.bases.items()]
+            + [plan_row(j.cfg, self.bases[j.base], self.job_key(j) in self.store, id=name(tuple(j.labels.values())))
+               for j in self.jobs])
 
 # %% ../nbs/19_study.ipynb #c2ee5e80
 @patch
@@ -251,7 +440,7 @@ def ablation_baselines(study:Study, regimes:list, seeds:list, # what to register
 def ablation(study:Study, regimes:list, seeds:list, # what to run
              levels:dict,       # name -> settings, e.g. {'0.5': {'alpha': 0.5}, 'MixUp': {'method': 'augment:mixup'}}
              runs:str|Path,     # runs folder of the study
-             size:str='full',   # a profile name (`taf.profiles`)
+             size:str|dict='full', # a profile name (`taf.profiles`) or `study_sizes`' result
              variant:str='tuned', # the baselines' name (ids `(regime, seed, variant)`, run folders)
              recipes:dict|None=None, # regime -> (name, `TrainConfig` overrides): its re-selected recipe (`reselect`)
              **base_kw,         # `TrainConfig` overrides of the baselines, e.g. `pretrained=...` (a variant's)
@@ -314,14 +503,15 @@ def reselect(store:ResultStore|str|Path, # the study's store
     return {r: (t, grid[t]) for r, t in picks.items() if t != 'default'}, cands
 
 # %% ../nbs/19_study.ipynb #38e5c827
-def cell_baseline(regime:str,      # a key of `REGIMES`
+def cell_baseline(regime:str,      # a key of `REGIMES` or `PAPER_REGIMES`
                   arch:str,        # a key of `taf.models.MODELS`: 'tsm', 'tam', 'gst', 'tpn'
                   num_frames:int,  # T: frames per clip, and clips rendered with T frames
                   seed:int, out_dir:str|Path, # as for `regime_baseline`
-                  size:str='full', # a profile name (`taf.profiles`)
+                  size:str|dict='full', # a profile name (`taf.profiles`) or `study_sizes`' result
                   **overrides,     # `TrainConfig` overrides: a cell's re-selected recipe (lr, warmup_epochs, ...)
                  )->TrainConfig:
     "The baseline of one Table 1 cell: `regime_baseline` with model `arch` on clips of `num_frames` frames."
+    if regime in PAPER_REGIMES: return paper_baseline(regime, seed, out_dir, size, arch, num_frames, **overrides)
     native = regime_baseline(regime, seed, out_dir, size).num_frames
     syn = {} if num_frames == native else {'num_frames': num_frames}
     return regime_baseline(regime, seed, out_dir, size, syn, arch=arch, num_frames=num_frames, **overrides)
@@ -329,7 +519,7 @@ def cell_baseline(regime:str,      # a key of `REGIMES`
 def model_grid(study:Study, cells:list, # (regime, arch, T) triples
                seeds:list,              # seeds of every cell
                runs:str|Path,           # runs folder of the study
-               size:str='full',         # a profile name (`taf.profiles`)
+               size:str|dict='full',    # a profile name (`taf.profiles`) or `study_sizes`' result
                methods=('control', 'taf'), # fine-tunings of every baseline
                recipes:dict|None=None,  # cell -> (name, `TrainConfig` overrides): a re-selected recipe; None: none
               )->Study:
