@@ -236,6 +236,19 @@ def test_train_and_finetune_a_torchvision_model(tmp_path):
     assert r.returncode == 2 and 'r2plus1d_19' in r.stderr and 'swin3d_t' in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize('arch', ['r3d_18', 'mc3_18', 's3d', 'mvit_v2_s'])
+def test_train_and_finetune_every_other_torchvision_model(tmp_path, arch):
+    "`taf train --arch A`, then `taf finetune --method taf`, for the torchvision models the two tests around skip."
+    cfg = tmp_path / 'run.json'
+    cfg.write_text(json.dumps({**CONFIG, 'arch': arch, 'num_frames': 8, 'synthetic': {**SMALL, 'num_frames': 8,
+                                                                                       'size': 32}}))
+    assert main(['train', '--config', str(cfg), '--out_dir', str(tmp_path / 'base')]) == 0
+    assert main(['finetune', '--init', str(tmp_path / 'base' / 'last.pt'), '--method', 'taf', '--epochs', '1',
+                 '--n_nonkey', '2', '--out_dir', str(tmp_path / 'taf')]) == 0
+    c = json.loads((tmp_path / 'taf' / 'config.json').read_text())
+    assert (c['arch'], c['method']) == (arch, 'taf') and (tmp_path / 'taf' / 'last.pt').exists()
+
+
 def test_train_a_torchvision_model_on_a_folder_dataset(tmp_path):
     "`taf train --dataset folder --arch swin3d_t`: the synthetic benchmark written as root/<split>/<class>/<id>.webm."
     from taf.synthetic import get_config, write_folder

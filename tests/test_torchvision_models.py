@@ -74,7 +74,7 @@ def test_taf_loss_on_every_torchvision_model(arch):
 TINY = dict(preset='small', num_classes=4, num_frames=8, size=32, train_per_class=2, val_per_class=1)
 
 
-@pytest.mark.parametrize('arch', ['r2plus1d_18', 'swin3d_t', 'mvit_v2_s', 's3d'])
+@pytest.mark.parametrize('arch', TORCHVISION_ARCHS)
 def test_trainer_baseline_then_taf(tmp_path, arch):
     data = SyntheticVideos('train', **TINY), SyntheticVideos('val', **TINY)
     cfg = dict(dataset='synthetic', synthetic=TINY, num_frames=8, arch=arch, epochs=1, batch_size=4, lr=0.01,
