@@ -5,6 +5,10 @@ import json
 
 import pandas as pd
 
+import torch
+
+from taf.models import create_model
+from taf.study import OFFICIAL_CHECKPOINTS
 from taf.synthetic import write_ssv1, get_config, replace_config
 
 
@@ -26,3 +30,28 @@ def test_paper_profile_on_tiny_ssv1(tmp_path, papermill):
               '-p', 'manifest', str(runs / 'paper' / 'runs.json'), '-p', 'out_dir', str(fig), '-y', 'severities: [3]')
     t3 = pd.read_csv(fig / 'table3_corruptions.csv')
     assert set(t3.method) == {'baseline', 'control', 'taf'} and t3.top1.between(0, 1).all()
+
+
+def test_paper_profile_starts_from_the_release(tmp_path, papermill):
+    "With TSM's SSV1 8f release in data/checkpoints, the baseline is that release (checked, imported), not trained."
+    from test_paper_studies import tsm_official
+    cfg = replace_config(get_config('small'), num_classes=4, size=32, num_frames=8, train_per_class=4, val_per_class=2)
+    write_ssv1(tmp_path / 'ssv1', cfg)
+    release = OFFICIAL_CHECKPOINTS['ssv1', 'tsm', 8]['file']
+    (tmp_path / 'checkpoints').mkdir()
+    torch.manual_seed(0)
+    torch.save(tsm_official(create_model('tsm', 4, 8, backbone='resnet18', width=8).state_dict()),
+               tmp_path / 'checkpoints' / release)
+    fig, runs = tmp_path / 'fig', tmp_path / 'runs'
+    papermill('taf_vs_control.ipynb', tmp_path / 'a.ipynb', '-p', 'profile', 'paper', '-p', 'root', str(tmp_path / 'ssv1'),
+              '-p', 'finetune_epochs', '1', '-p', 'out_dir', str(fig), '-p', 'runs_dir', str(runs), '-p', 'tolerance', '100',
+              '-y', 'seeds: [0]\nmethods: [control]\noverrides: {backbone: resnet18, width: 8, batch_size: 4, workers: 0, '
+              'size: 32}')
+    res = json.loads((runs / 'paper' / 'seed0' / 'baseline' / 'results.json').read_text())
+    assert res['history'] == [] and res['verified']['reference'] == 45.6      # imported after its check, not trained
+    base = json.loads((runs / 'paper' / 'seed0' / 'baseline' / 'config.json').read_text())
+    assert base['pretrained'].endswith(release) and base['epochs'] == 45
+    ctl = json.loads((runs / 'paper' / 'seed0' / 'control' / 'config.json').read_text())
+    assert ctl['init'].endswith('baseline/last.pt')
+    assert set(pd.read_csv(fig / 'taf_vs_control.csv').method) == {'baseline', 'control'}
+    assert 'the release ' + release in (tmp_path / 'a.ipynb').read_text()

@@ -152,9 +152,9 @@ def test_plan_and_dry_run(tmp_path, data, capsys):
     plan = pd.read_csv(repo / 'figures' / 'paper' / 'plan.csv')
     # table2b: the imported SSV1 baseline, its control, TAF (alpha 0.7) and 3 other alphas; table1: 3 datasets x
     # 2 seeds x (baseline, control, TAF), of which seed 0 on SSV1 is table2b's; table7: table1's Diving48 runs;
-    # taf_vs_control: its own baseline (TSM's recipe from scratch: no ImageNet file here), control and TAF
+    # taf_vs_control: its own baseline (the same SSV1 TSM 8f release, imported), control and TAF
     assert len(plan) == 3 + 6 + 18 - 3 and plan.run.is_unique
-    assert sorted(plan.status.value_counts().items()) == [('import', 2), ('train', 22)]
+    assert sorted(plan.status.value_counts().items()) == [('import', 3), ('train', 21)]
     shared = plan[plan.artefacts.str.contains(',')]
     assert sorted(shared.artefacts.value_counts().items()) == [('table1, table7', 6), ('table2b, table1', 3)]
     assert set(plan[plan.artefacts == 'table2b'].dataset) == {'ssv1'} and set(shared[shared.artefacts == 'table1, table7']
@@ -163,8 +163,8 @@ def test_plan_and_dry_run(tmp_path, data, capsys):
     assert (plan.clips == 16).all() and set(plan.epochs) == {45, 1}
     assert set(plan[plan.artefacts == 'taf_vs_control'].id) == {'seed0/baseline', 'seed0/control', 'seed0/taf'}
     md = (repo / 'figures' / 'paper' / 'plan.md').read_text()
-    assert md in text and '24 runs (each counted once' in md and '2 released checkpoints to import, 5 baselines and 17' in md
-    assert '| `taf_vs_control` | 3 | 0 | 0 | 1 | 2 | 0 |' in md and '| `table2b` | 6 | 0 | 1 | 0 | 5 | 0 |' in md and '| `table1` | 18 | 3 | 1 | 4 | 10 | 0 |' in md
+    assert md in text and '24 runs (each counted once' in md and '3 released checkpoints to import, 4 baselines and 17' in md
+    assert '| `taf_vs_control` | 3 | 0 | 1 | 0 | 2 | 0 |' in md and '| `table2b` | 6 | 0 | 1 | 0 | 5 | 0 |' in md and '| `table1` | 18 | 3 | 1 | 4 | 10 | 0 |' in md
     assert '| `table7` | 6 | 6 | 0 | 0 | 0 | 0 | 0 |' in md and md.count('\n| `') == 4 + 24 and '## Probe' in md
     assert not list((repo / 'runs').rglob('*.pt')) and not (repo / 'figures' / 'paper' / 'REPORT.md').exists()
 
