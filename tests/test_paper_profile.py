@@ -1,6 +1,6 @@
 """The `paper` profile's code path on a tiny Something-Something V1 folder written by `taf.synthetic`: the real
 SSV1 reader, TSM's official recipe (`tsm_ssv1`, shrunk by overrides), the `val` split, then the corruption table
-from the run manifest -- so a GPU box never meets this path for the first time."""
+and every figure and table that reads the run manifest -- so a GPU box never meets this path for the first time."""
 import json
 
 import pandas as pd
@@ -30,6 +30,11 @@ def test_paper_profile_on_tiny_ssv1(tmp_path, papermill):
               '-p', 'manifest', str(runs / 'paper' / 'runs.json'), '-p', 'out_dir', str(fig), '-y', 'severities: [3]')
     t3 = pd.read_csv(fig / 'table3_corruptions.csv')
     assert set(t3.method) == {'baseline', 'control', 'taf'} and t3.top1.between(0, 1).all()
+    for name in ('figure1', 'figure3', 'figure4', 'figure5', 'figure6', 'figure7', 'table5'):   # every reader
+        papermill(f'{name}.ipynb', tmp_path / f'{name}.ipynb', '-p', 'profile', 'paper',
+                  '-p', 'manifest', str(runs / 'paper' / 'runs.json'), '-p', 'out_dir', str(fig))
+        meta = json.loads((fig / f'{name}.meta.json').read_text())
+        assert meta['config']['profile'] == 'paper' and (fig / f'{name}.md').read_text().strip(), name
 
 
 def test_paper_profile_starts_from_the_release(tmp_path, papermill):
